@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import re
 import secrets
 import signal
@@ -18,6 +19,7 @@ from .owner import OwnerRecord
 log = logging.getLogger(__name__)
 
 PREFIX = "nslab"
+SESSION_ENV = "NSLAB_SESSION"   # set by a test session: labs it must find gone at the end
 NODE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
 _open_labs: "weakref.WeakSet[Lab]" = weakref.WeakSet()
 
@@ -38,9 +40,13 @@ class Lab:
         self.prefix = new_prefix()
         self.name = name or self.prefix
         self.nodes: dict[str, Node] = {}
+        self.captures: list = []   # every Capture started, for failure artifacts
         self._stack = CleanupStack()
+        description = dict(description or {})
+        if os.environ.get(SESSION_ENV):
+            description.setdefault("session", os.environ[SESSION_ENV])
         self.record = OwnerRecord.for_this_process(self.prefix, name=name, topology=topology,
-                                                   description=description or {})
+                                                   description=description)
         self.record.save()
         self._stack.defer(self.record.delete, what="owner record")
         self.closed = False

@@ -82,9 +82,8 @@ class Node:
             raise LabError(f"{shlex.join(argv)} timed out after {timeout}s in node {self.name}") \
                 from None
         if check and proc.returncode != 0:
-            detail = (proc.stderr or proc.stdout).strip().splitlines()
             raise LabError(f"{shlex.join(argv)} failed in node {self.name} "
-                           f"(exit {proc.returncode}): {detail[-1] if detail else ''}")
+                           f"(exit {proc.returncode}): {_first_error(proc)}")
         return proc
 
     def popen(self, command: Command, **kwargs) -> subprocess.Popen:
@@ -170,6 +169,13 @@ class Node:
 
 
 GONE = (errno.ENODEV, errno.ESRCH, errno.ENOENT, errno.EADDRNOTAVAIL)
+
+
+def _first_error(proc: subprocess.CompletedProcess) -> str:
+    """The line that says what went wrong (tools put carets and context after it)."""
+    lines = [l.strip() for l in (proc.stderr or proc.stdout or "").splitlines() if l.strip()]
+    flagged = [l for l in lines if "rror" in l]
+    return (flagged or lines or [""])[0]
 
 
 def _ignore_gone(fn, *args, **kwargs) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Mapping
 
 from pyroute2 import Ethtool
+from pyroute2.ethtool.ioctl import NotSupportedError
 
 from .errors import LabError
 
@@ -36,19 +37,27 @@ def _ethtool(node: "Node") -> Ethtool:
     return tool
 
 
+def _read(node: "Node", ifname: str):
+    return node.call(_ethtool(node).get_features, ifname).features
+
+
 def get_features(node: "Node", ifname: str) -> dict[str, bool]:
     """Every feature of the device: name → enabled."""
-    feats = node.call(_ethtool(node).get_features, ifname).features
-    return {name: bool(f.enable) for name, f in feats.items()}
+    return {name: bool(f.enable) for name, f in _read(node, ifname).items()}
 
 
-def expand(settings: Mapping[str, bool], available: Mapping[str, bool]) -> dict[str, bool]:
+def expand(settings: Mapping[str, bool], changeable: Mapping[str, bool]) -> dict[str, bool]:
+    """Resolve shorthands to the device's changeable features (as ``ethtool -K``
+    does); a named feature must exist, a shorthand needs one changeable member."""
     out: dict[str, bool] = {}
     for name, on in settings.items():
-        names = [n for n in ALIASES.get(name, (name,)) if n in available]
+        if name in ALIASES:
+            names = [n for n in ALIASES[name] if changeable.get(n)]
+        else:
+            names = [name] if name in changeable else []
         if not names:
             raise LabError(f"unknown ethtool feature {name!r}; "
-                           f"known: {', '.join(sorted(available))}")
+                           f"known: {', '.join(sorted(changeable))}")
         out.update((n, bool(on)) for n in names)
     return out
 
@@ -61,14 +70,17 @@ def set_features(node: "Node", ifname: str, settings: Mapping[str, bool]) -> dic
     """
     tool = _ethtool(node)
     before = get_features(node, ifname)
-    wanted = expand(settings, before)
+    wanted = expand(settings, {n: bool(f.available) for n, f in _read(node, ifname).items()})
 
     def apply():
         feats = tool.get_features(ifname)
         for name, on in wanted.items():
             feats.features[name].enable = on
         tool.set_features(ifname, feats)
-    node.call(apply)
+    try:
+        node.call(apply)
+    except NotSupportedError:
+        pass  # the driver refused one of them: reported below as stuck
     after = get_features(node, ifname)
     stuck = [n for n, on in wanted.items() if after[n] != on]
     if stuck:

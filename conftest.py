@@ -1,0 +1,98 @@
+"""Fixtures for lab tests: a ``lab`` per test, captures, failure artifacts, and
+the session's promise that nothing of ours outlives it.
+
+Fixtures (for people writing their own lab tests):
+- ``lab``: a fresh :class:`topologies.Lab`, closed after the test; on failure its
+  artifacts (pcapng per capture, verdicts, links, routes, tc filters, firewall,
+  SNMP counters) are written under ``results/artifacts/<test id>/``.
+- ``capture``: ``capture(node, "eth0")`` starts an offload-aware capture that
+  ends with the test and lands in the artifacts.
+- ``root_required``: skip with the reason when not root.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+
+import pytest
+
+from topologies import artifacts, owner, rootstate, sweep
+from topologies.lab import SESSION_ENV, Lab, raise_on_termination
+
+RESULTS_DIR = os.environ.get("NSLAB_RESULTS", os.path.join(os.path.dirname(__file__), "results"))
+
+
+def _is_controller(config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def pytest_configure(config):
+    raise_on_termination()
+    if _is_controller(config) and os.geteuid() == 0:
+        os.environ.setdefault(SESSION_ENV, uuid.uuid4().hex)
+        # The next run removes what a killed run left (owners dead only).
+        for swept in sweep.sweep():
+            print(f"nslab: swept lab {swept.prefix} of dead pid {swept.owner_pid}")
+        config._nslab_root_before = rootstate.snapshot()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if not _is_controller(config) or not hasattr(config, "_nslab_root_before"):
+        return
+    problems = []
+    session_id = os.environ.get(SESSION_ENV)
+    left = [r.prefix for r in owner.all_records()
+            if r.description.get("session") == session_id]
+    if left:
+        problems.append(f"labs left behind by this session: {', '.join(left)}")
+    changed = rootstate.diff(config._nslab_root_before, rootstate.snapshot())
+    if changed:
+        problems.append("the root namespace changed during the session:\n" + changed)
+    if problems:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        for problem in problems:
+            reporter.write_line(f"nslab: {problem}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"_nslab_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def root_required():
+    if os.geteuid() != 0:
+        pytest.skip("lab tests need root (namespaces, netlink, BPF)")
+
+
+@pytest.fixture
+def lab(request, root_required):
+    """A lab for one test; artifacts on failure; always removed."""
+    the_lab = Lab(name=request.node.nodeid, description={"test": request.node.nodeid})
+    try:
+        yield the_lab
+    finally:
+        report = getattr(request.node, "_nslab_call", None)
+        if report is not None and report.failed:
+            where = os.path.join(RESULTS_DIR, "artifacts",
+                                 artifacts.safe_name(request.node.nodeid))
+            for cap in the_lab.captures:
+                cap.stop()
+            artifacts.collect(the_lab, where)
+            print(f"nslab artifacts: {where}", file=sys.stderr)
+        the_lab.close()
+
+
+@pytest.fixture
+def capture(lab):
+    """``cap = capture(node, dev)``: started now, stopped at the latest with the test."""
+    from topologies.capture import Capture
+
+    def start(node, device: str) -> Capture:
+        return Capture(node, device).start()
+    return start

@@ -1,0 +1,93 @@
+"""The ``nslab`` command."""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from .errors import LabError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cmd_doctor(args) -> int:
+    from . import doctor
+    checks = doctor.run_checks()
+    print(doctor.report(checks))
+    missing = doctor.essential_missing(checks)
+    if missing:
+        print(f"\nnslab doctor: missing essentials: {', '.join(c.name for c in missing)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from . import sweep
+    orphans = sweep.orphans()
+    if args.dry_run:
+        for record in orphans:
+            print(f"would remove {record.prefix} (owner pid {record.pid} is gone)")
+        return 0
+    for swept in map(sweep.remove_lab, orphans):
+        extra = f", stopped pids {swept.processes}" if swept.processes else ""
+        print(f"removed {swept.prefix} (owner pid {swept.owner_pid} is gone): "
+              f"{len(swept.namespaces)} namespaces{extra}")
+    if not orphans:
+        print("nothing to sweep")
+    return 0
+
+
+def cmd_run(args) -> int:
+    """The main job: every lab test on this kernel, in parallel, with a results dir."""
+    tests = os.path.join(REPO, "labtests")
+    if not os.path.isdir(tests):
+        raise LabError(f"no labtests directory at {tests} (run from a checkout)")
+    results = os.path.abspath(args.results or os.path.join(
+        REPO, "results", time.strftime("run-%Y%m%d-%H%M%S")))
+    os.makedirs(results, exist_ok=True)
+    argv = [sys.executable, "-m", "pytest", tests, "-n", str(args.jobs),
+            f"--junitxml={os.path.join(results, 'junit.xml')}", "-p", "no:cacheprovider"]
+    if args.k:
+        argv += ["-k", args.k]
+    env = dict(os.environ, NSLAB_RESULTS=results)
+    code = subprocess.call(argv, cwd=REPO, env=env)
+    print(f"\nnslab run: results in {results}")
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nslab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run every scenario on the current kernel")
+    p.add_argument("-k", metavar="EXPR", help="pytest -k selection of scenarios/variants")
+    p.add_argument("-n", "--jobs", default="auto", help="parallel workers (default: auto)")
+    p.add_argument("--results", metavar="DIR", help="results directory")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("doctor", help="check root, kernel features and tools")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("sweep", help="remove labs whose owner process died")
+    p.add_argument("--dry-run", action="store_true", help="only list them")
+    p.set_defaults(func=cmd_sweep)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LabError as exc:
+        print(f"nslab: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nslab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
