@@ -68,7 +68,7 @@ def apply_iptables(node: "Node", text: str, *, family: int = 4) -> AppliedRules:
     kind = "iptables" if family == 4 else "ip6tables"
     node.run([TOOLS[family][1], "-w", "5", "--noflush"], input=text)
     applied = AppliedRules(node, kind, text, snapshot)
-    applied._undo = node.lab.defer(_restore, node, kind, snapshot,
+    applied._undo = node.lab.defer_within(_restore, node, kind, snapshot,
                                    what=f"{kind} rules in {node.name}")
     return applied
 
@@ -78,7 +78,7 @@ def apply_nft(node: "Node", text: str) -> AppliedRules:
     snapshot = node.run(["nft", "list", "ruleset"]).stdout
     node.run(["nft", "-f", "-"], input=text)
     applied = AppliedRules(node, "nft", text, snapshot)
-    applied._undo = node.lab.defer(_restore, node, "nft", snapshot,
+    applied._undo = node.lab.defer_within(_restore, node, "nft", snapshot,
                                    what=f"nft rules in {node.name}")
     return applied
 

@@ -19,17 +19,23 @@ IFA_F_NODAD = 0x02
 class Iface:
     def __init__(self, node: "Node", name: str):
         self.node, self.name = node, name
+        self._index: Optional[int] = None
 
     def __repr__(self) -> str:
         return f"{self.node.name}:{self.name}"
 
     @property
     def index(self) -> int:
-        return self.node.ifindex(self.name)
+        # An ifindex never changes while the device lives in this namespace.
+        if self._index is None:
+            self._index = self.node.ifindex(self.name)
+        return self._index
 
     def _set(self, **attrs) -> "Iface":
+        # By name when the index is not known yet: the kernel resolves it (one round trip).
+        where = {"index": self._index} if self._index else {"ifname": self.name}
         try:
-            self.node.ipr.link("set", index=self.index, **attrs)
+            self.node.ipr.link("set", **where, **attrs)
         except NetlinkError as exc:
             raise LabError(f"{self}: set {attrs}: {exc.args[1]}") from None
         return self

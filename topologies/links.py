@@ -18,6 +18,8 @@ from . import netns
 from .errors import LabError, Unsupported
 from .iface import Iface
 
+IFF_UP = 0x1
+
 if TYPE_CHECKING:
     from .node import Node
 
@@ -34,14 +36,14 @@ def _create(node: "Node", ifname: str, kind: str, **spec) -> Iface:
             raise Unsupported(f"kernel {os.uname().release} has no {kind} link kind "
                               f"(CONFIG_{kind.upper()} not set)") from None
         raise LabError(f"{kind} {ifname} in node {node.name}: {exc.args[1]}") from None
-    index = node.ifindex(ifname)
-    node.lab.defer(_delete_link, node, index, what=f"{kind} {ifname} in {node.name}")
-    return Iface(node, ifname)
+    iface = Iface(node, ifname)
+    node.lab.defer_within(_delete_link, node, ifname, what=f"{kind} {ifname} in {node.name}")
+    return iface
 
 
-def _delete_link(node: "Node", index: int) -> None:
+def _delete_link(node: "Node", ifname: str) -> None:
     try:
-        node.ipr.link("del", index=index)
+        node.ipr.link("del", ifname=ifname)
     except NetlinkError as exc:
         if exc.code != errno.ENODEV:  # gone with its peer or namespace
             raise
@@ -51,8 +53,10 @@ def veth(a: "Node", a_name: str, b: "Node", b_name: str, *,
          mtu: Optional[int] = None, up: bool = True) -> Tuple[Iface, Iface]:
     """A veth pair with one end in each node."""
     fd = _netns_fd(b)
+    state = IFF_UP if up else 0
     try:
-        spec = {"peer": {"ifname": b_name, "net_ns_fd": fd}}
+        # This end comes up with the creation itself (ifinfomsg flags).
+        spec = {"peer": {"ifname": b_name, "net_ns_fd": fd}, "flags": state, "change": IFF_UP}
         if mtu:
             spec["mtu"] = mtu
             spec["peer"]["mtu"] = mtu
@@ -61,7 +65,6 @@ def veth(a: "Node", a_name: str, b: "Node", b_name: str, *,
         os.close(fd)
     end_b = Iface(b, b_name)
     if up:
-        end_a.up()
         end_b.up()
     return end_a, end_b
 

@@ -56,19 +56,25 @@ def on_fresh_thread(fn: Callable[[], T]) -> T:
     return box["value"]
 
 
-def create(name: str) -> None:
-    """Create the named namespace; fails if the name exists."""
+def _pin_new_namespace(path: str, name: str) -> None:
+    """On the calling thread: unshare into a new namespace and pin it at ``path``."""
+    _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)", name)
+    _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
+           "bind mount", name)
+
+
+def _reserve(name: str) -> str:
     os.makedirs(NETNS_RUN_DIR, exist_ok=True)
     path = path_of(name)
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
+    return path
 
-    def unshare_and_pin() -> None:
-        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)", name)
-        _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
-               "bind mount", name)
 
+def create(name: str) -> None:
+    """Create the named namespace; fails if the name exists."""
+    path = _reserve(name)
     try:
-        on_fresh_thread(unshare_and_pin)
+        on_fresh_thread(lambda: _pin_new_namespace(path, name))
     except BaseException:
         os.unlink(path)
         raise
@@ -108,12 +114,27 @@ def enter(name: str) -> None:
 
 
 class NamespaceThread:
-    """A worker thread living inside one namespace; ``call`` runs work there."""
+    """A worker thread living inside one namespace; ``call`` runs work there.
 
-    def __init__(self, name: str):
+    ``create=True`` makes the namespace from this very thread (one thread per
+    node instead of two)."""
+
+    def __init__(self, name: str, *, create: bool = False):
         self.name = name
+        if create:
+            path = _reserve(name)
+            init, args = _pin_new_namespace, (path, name)
+        else:
+            init, args = enter, (name,)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ns-{name}",
-                                        initializer=enter, initargs=(name,))
+                                        initializer=init, initargs=args)
+        try:
+            self.call(lambda: None)   # the initializer has run: the namespace exists
+        except BaseException:
+            self._pool.shutdown(wait=True)
+            if create:
+                remove(name)
+            raise
 
     def call(self, fn: Callable[..., T], *args, **kwargs) -> T:
         return self._pool.submit(fn, *args, **kwargs).result()

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import shlex
 import socket
+import struct
 import subprocess
+from concurrent.futures import BrokenExecutor
 from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 from pyroute2 import IPRoute
@@ -29,6 +32,22 @@ NODE_SYSCTLS = {
 }
 
 
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def _prepare_inside() -> int:
+    """On the node's thread, in one go: sysctls, loopback up, and the netlink
+    socket for pyroute2 (returned as a bare fd)."""
+    for key, value in NODE_SYSCTLS.items():
+        with open(_sysctl_path(key), "w") as f:
+            f.write(value)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        ifreq = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0))
+        flags = struct.unpack_from("16sH", ifreq)[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0).detach()
+
+
 def _argv(command: Command) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else list(command)
 
@@ -44,17 +63,17 @@ class Node:
     def __init__(self, lab: "Lab", name: str):
         self.lab, self.name = lab, name
         self.netns = f"{lab.prefix}-{name}"
-        netns.create(self.netns)
+        try:
+            self._thread = netns.NamespaceThread(self.netns, create=True)
+        except BrokenExecutor as exc:
+            raise LabError(f"cannot create namespace {self.netns}: {exc.__cause__ or exc}") \
+                from None
         lab.defer(netns.remove, self.netns, what=f"namespace {self.netns}")
-        self._thread = netns.NamespaceThread(self.netns)
         lab.defer(self._thread.close, what=f"thread in {self.netns}")
-        fd = self.call(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0).detach())
+        fd = self.call(_prepare_inside)
         # flags=0: never let a typo create a namespace behind our back.
         self.ipr = IPRoute(fileno=fd, flags=0)
         lab.defer(self.ipr.close, what=f"netlink socket of {self.netns}")
-        for key, value in NODE_SYSCTLS.items():
-            self.sysctl(key, value)
-        self.iface("lo").up()
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, netns={self.netns!r})"
@@ -117,10 +136,10 @@ class Node:
         return Iface(self, name)
 
     def ifindex(self, name: str) -> int:
-        found = self.ipr.link_lookup(ifname=name)
-        if not found:
-            raise LabError(f"no device {name!r} in node {self.name}")
-        return found[0]
+        try:
+            return self.call(socket.if_nametoindex, name)   # an ioctl: cheaper than netlink
+        except OSError:
+            raise LabError(f"no device {name!r} in node {self.name}") from None
 
     def add_route(self, dst: str, *, via: Optional[str] = None, dev: Optional[str] = None,
                   mtu: Optional[int] = None, **extra) -> None:
@@ -137,8 +156,8 @@ class Node:
             self.ipr.route("add", **spec)
         except NetlinkError as exc:
             raise LabError(f"route add {dst} in node {self.name}: {exc.args[1]}") from None
-        self.lab.defer(_ignore_gone, self.ipr.route, "del", what=f"route {dst} in {self.name}",
-                       **spec)
+        self.lab.defer_within(_ignore_gone, self.ipr.route, "del",
+                              what=f"route {dst} in {self.name}", **spec)
 
     def route_get(self, dst: str) -> dict:
         """The kernel's route to ``dst``, with the learned path MTU when cached."""

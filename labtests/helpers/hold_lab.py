@@ -8,6 +8,9 @@ import sys
 import time
 
 from topologies import Lab, firewall, traffic
+from topologies.lab import raise_on_termination
+
+raise_on_termination()
 
 lab = Lab(name="hold")
 a, b = lab.add_node("client"), lab.add_node("server")
