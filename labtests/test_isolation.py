@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from topologies import netns, owner, rootstate
+from topologies import netns, owner, rootstate, sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOLD = [sys.executable, os.path.join(REPO, "labtests", "helpers", "hold_lab.py")]
@@ -17,7 +17,9 @@ HOLD = [sys.executable, os.path.join(REPO, "labtests", "helpers", "hold_lab.py")
 
 @pytest.fixture
 def held(root_required):
-    """Start hold_lab.py processes; kill and sweep whatever a failed test leaves."""
+    """Start hold_lab.py processes. Afterwards, kill them and remove their labs
+    only (a global sweep here could race with a test that is asserting what
+    a killed owner left behind)."""
     procs = []
 
     def start(*flags):
@@ -30,7 +32,10 @@ def held(root_required):
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-    nslab("sweep")
+    pids = {proc.pid for proc in procs}
+    for record in owner.all_records():
+        if record.pid in pids:
+            sweep.remove_lab(record)
 
 
 def nslab(*args) -> subprocess.CompletedProcess:
@@ -70,6 +75,9 @@ def test_two_owners_building_the_same_topology_never_collide(held):
         assert netns.names(m["prefix"]) == []
 
 
+# Both tests run the global `nslab sweep`: one worker runs them, one after the
+# other, so neither sweeps what the other is looking at.
+@pytest.mark.xdist_group("global-sweep")
 def test_sigkill_leaves_the_lab_and_sweep_removes_everything(held):
     root_before = rootstate.snapshot()
     proc = held("--bpf")
@@ -101,6 +109,7 @@ def test_interrupted_owner_cleans_up_by_itself(held, sig):
     assert made["prefix"] not in [r.prefix for r in owner.all_records()]
 
 
+@pytest.mark.xdist_group("global-sweep")
 def test_sweep_spares_live_labs_and_namespaces_without_a_record(lab):
     node = lab.add_node("alive")
     stranger = f"{lab.prefix}x-not-ours"   # our prefix shape, but no owner record

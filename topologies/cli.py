@@ -26,16 +26,16 @@ def cmd_doctor(args) -> int:
 
 def cmd_sweep(args) -> int:
     from . import sweep
-    orphans = sweep.orphans()
     if args.dry_run:
-        for record in orphans:
+        for record in sweep.orphans():
             print(f"would remove {record.prefix} (owner pid {record.pid} is gone)")
         return 0
-    for swept in map(sweep.remove_lab, orphans):
+    removed = sweep.sweep()
+    for swept in removed:
         extra = f", stopped pids {swept.processes}" if swept.processes else ""
         print(f"removed {swept.prefix} (owner pid {swept.owner_pid} is gone): "
               f"{len(swept.namespaces)} namespaces{extra}")
-    if not orphans:
+    if not removed:
         print("nothing to sweep")
     return 0
 

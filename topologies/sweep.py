@@ -8,13 +8,15 @@ would otherwise keep the namespace and its links alive after the unmount.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import time
 from dataclasses import dataclass, field
 
 from . import netns
-from .owner import OwnerRecord, all_records
+from .owner import RECORD_DIR, OwnerRecord, all_records
 
 
 @dataclass
@@ -53,7 +55,10 @@ def _stop(pids: list[int]) -> None:
 def remove_lab(record: OwnerRecord) -> Swept:
     swept = Swept(record.prefix, record.pid)
     for name in netns.names(record.prefix + "-"):
-        pids = _pids_in_namespace(netns.inode(name))
+        try:
+            pids = _pids_in_namespace(netns.inode(name))
+        except FileNotFoundError:
+            continue  # removed meanwhile
         _stop(pids)
         netns.remove(name)
         swept.namespaces.append(name)
@@ -66,5 +71,15 @@ def orphans() -> list[OwnerRecord]:
     return [r for r in all_records() if not r.owner_alive()]
 
 
+@contextlib.contextmanager
+def exclusive():
+    """One sweeper at a time (parallel test sessions and CLI calls)."""
+    os.makedirs(RECORD_DIR, exist_ok=True)
+    with open(os.path.join(RECORD_DIR, ".sweep.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def sweep() -> list[Swept]:
-    return [remove_lab(record) for record in orphans()]
+    with exclusive():
+        return [remove_lab(record) for record in orphans()]

@@ -27,7 +27,7 @@ made = {"prefix": lab.prefix, "namespaces": [n.netns for n in lab.nodes.values()
 if "--bpf" in sys.argv:
     from topologies import bpf
     obj = bpf.load(lab, "bpf/core_probe.c")
-    handle = bpf.attach_tc(b, "eth0", obj.program("tc_count"), "ingress")
+    bpf.attach_tc(b.iface("eth0"), obj.program("tc_count"), "ingress")
     made["prog_ids"] = [bpf.prog_id(obj.program("tc_count"))]
 print(json.dumps(made), flush=True)
 if "--exit" in sys.argv:
