@@ -58,9 +58,17 @@ def cmd_run(args) -> int:
     return code
 
 
+class Parser(argparse.ArgumentParser):
+    """Bad input: one line on stderr and exit 2 (no usage dump)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nslab", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = Parser(prog="nslab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=Parser)
 
     p = sub.add_parser("run", help="run every scenario on the current kernel")
     p.add_argument("-k", metavar="EXPR", help="pytest -k selection of scenarios/variants")

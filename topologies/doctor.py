@@ -99,16 +99,17 @@ def _probe(name: str, fn: Callable[[], object], fix: str, essential: bool = Fals
 
 
 def _bpf_checks(lab, node, iface) -> list[Check]:
-    """tcx and XDP on veth, with a real (minimal) program."""
-    try:
-        from . import bpf_probe
-    except ImportError as exc:
-        return [Check("bpf", False, f"nslab BPF support not importable: {exc}", SETUP)]
+    """tcx and XDP on veth, with the lab's own probe program."""
+    from . import bpf, libbpf
+
+    def xdp_native():
+        obj = bpf.load(lab, "bpf/core_probe.c")
+        bpf.attach_xdp(iface, obj.program("xdp_count"), "native")
     return [
-        _probe("tcx", lambda: bpf_probe.tcx(node, iface),
+        _probe("tcx", libbpf.require_tcx,
                "kernel >= 6.6 for tcx (BPF_LINK_CREATE with BPF_TCX_INGRESS)"),
-        _probe("xdp on veth", lambda: bpf_probe.xdp_native(node, iface),
-               "kernel with veth native XDP (>= 4.19)"),
+        _probe("xdp on veth", xdp_native,
+               "kernel with native XDP on veth (>= 4.19), clang and libbpf (" + SETUP + ")"),
     ]
 
 
