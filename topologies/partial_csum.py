@@ -1,0 +1,41 @@
+"""CHECKSUM_PARTIAL: completing a pending checksum the way the kernel does.
+
+For a CHECKSUM_PARTIAL skb the field at csum_start + csum_offset holds a seed,
+normally the (non-inverted) folded pseudo-header sum; whoever transmits sums
+from csum_start to the end of the packet, the seed included, and stores the
+complement. A NIC does it in hardware; the kernel's software fallback is
+``skb_checksum_help()`` (net/core/dev.c), mirrored here exactly:
+
+    csum = skb_checksum(skb, offset, skb->len - offset, 0);
+    *(__sum16 *)(skb->data + offset + csum_offset) = csum_fold(csum) ?: CSUM_MANGLED_0;
+
+so a result of 0 is stored as 0xffff for every protocol. For UDP that is what
+RFC 768 requires (0 would mean "no checksum"); for TCP the two are the same
+ones' complement zero. Hardware may store 0x0000 for TCP; receivers accept
+both. A wrong seed (a NAT that did not fold its change into it) is not
+corrected: the result is wrong exactly as it would be on the wire.
+"""
+from __future__ import annotations
+
+from .checksum import fold, ones_sum
+
+CSUM_MANGLED_0 = 0xFFFF
+
+
+def complete_partial(frame: bytes, csum_start: int, csum_offset: int) -> bytes:
+    """``frame`` with its pending checksum completed; offsets count from the
+    first byte of ``frame``. Raises ValueError where the kernel would WARN."""
+    field = csum_start + csum_offset
+    if csum_start >= len(frame) or field + 2 > len(frame):
+        raise ValueError(f"pending checksum at csum_start {csum_start} + csum_offset "
+                         f"{csum_offset} lies outside the {len(frame)}-byte frame")
+    out = bytearray(frame)
+    value = ~fold(ones_sum(out[csum_start:])) & 0xFFFF
+    out[field:field + 2] = (value or CSUM_MANGLED_0).to_bytes(2, "big")
+    return bytes(out)
+
+
+def adjust_seed(seed: int, old_len: int, new_len: int) -> int:
+    """A pseudo-header seed moved from one L4 length to another, as GSO does
+    for each segment (``csum_sub(check, old len)`` then ``csum_add(new len)``)."""
+    return fold(seed + new_len + 0xFFFF - old_len % 0xFFFF)
