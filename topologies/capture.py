@@ -36,6 +36,7 @@ TP_STATUS_CSUMNOTREADY = 1 << 3
 TP_STATUS_CSUM_VALID = 1 << 7
 PACKET_OUTGOING = 4
 SO_RCVBUFFORCE = 33
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # absent from some Pythons
 VNET_HDR_LEN = 10
 MAX_FRAME = 256 * 1024   # a GSO super-packet is delivered whole
 AUXDATA = struct.Struct("=IIIHHHH")  # tpacket_auxdata
@@ -140,7 +141,7 @@ class Capture:
         sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
         sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.bufsize)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_TIMESTAMPNS, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.bind((self.device, ETH_P_ALL))   # protocol in host order, as bind() wants
         self._sock = sock
         self._stats()                           # reading the statistics resets them
@@ -195,7 +196,7 @@ def _parse(data: bytes, ancdata, addr) -> Captured:
     for level, kind, payload in ancdata:
         if level == SOL_PACKET and kind == PACKET_AUXDATA:
             status, orig_len, _snaplen, *_ = AUXDATA.unpack_from(payload)
-        elif level == socket.SOL_SOCKET and kind == socket.SO_TIMESTAMPNS:
+        elif level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
             sec, nsec = struct.unpack_from("=qq", payload)
             stamp = sec + nsec / 1e9
     return Captured(stamp, frame, vnet, status, outgoing=addr[2] == PACKET_OUTGOING,
