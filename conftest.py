@@ -18,6 +18,7 @@ import uuid
 import pytest
 
 from topologies import artifacts, owner, rootstate, sweep
+from topologies import report as report_mod
 from topologies.lab import SESSION_ENV, Lab, raise_on_termination
 
 RESULTS_DIR = os.environ.get("NSLAB_RESULTS", os.path.join(os.path.dirname(__file__), "results"))
@@ -61,7 +62,29 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"_nslab_{report.when}", report)
+    row = getattr(item, "_nslab_row", None)
+    if row is not None and report.when == "call" and report_mod.results_dir():
+        row.outcome = _outcome(report)
+        report_mod.write(row, report_mod.results_dir())
     return report
+
+
+def _outcome(report) -> str:
+    if hasattr(report, "wasxfail"):
+        return "xfail" if report.skipped else "XPASS"
+    return report.outcome
+
+
+@pytest.fixture
+def report_row(request):
+    """``report_row(scenario, knobs, **evidence)``: this test's row in the scenario
+    table that ``nslab run`` prints (knobs → verdict, counters, timings)."""
+    def record(scenario: str, knobs: dict, known_bug: str = "", **evidence):
+        request.node._nslab_row = report_mod.Row(
+            scenario=scenario, test=request.node.nodeid, knobs=dict(knobs),
+            evidence={k: str(v) for k, v in evidence.items()}, known_bug=known_bug)
+        return request.node._nslab_row
+    return record
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import subprocess
 import sys
@@ -54,6 +55,13 @@ def cmd_run(args) -> int:
         argv += ["-k", args.k]
     env = dict(os.environ, NSLAB_RESULTS=results)
     code = subprocess.call(argv, cwd=REPO, env=env)
+    from . import report
+    rows = report.load(results)
+    if rows:
+        tables = report.render(rows)
+        with open(os.path.join(results, "scenarios.txt"), "w") as f:
+            f.write(tables + "\n")
+        print("\n" + tables)
     print(f"\nnslab run: results in {results}")
     return code
 
@@ -63,6 +71,10 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+# Modules that add their own subcommands: each has ``register(subparsers)``.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="remove labs whose owner process died")
     p.add_argument("--dry-run", action="store_true", help="only list them")
     p.set_defaults(func=cmd_sweep)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 

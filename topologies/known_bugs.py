@@ -1,0 +1,84 @@
+"""The lab's known-bug table: expected failures as data, not ``if`` chains.
+
+A bug has the conditions (knob values) under which it shows, the kernels it
+affects (fixed-in versions, or none known) and its links. A scenario asks
+``expectation(scenario, knobs)``: on an affected kernel a matching test is a
+strict xfail with the reason, so the day a kernel fixes the bug the suite
+reports an XPASS failure instead of passing quietly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+from . import kernel_version
+
+
+@dataclass(frozen=True)
+class KnownBug:
+    id: str
+    scenario: str
+    title: str
+    conditions: Mapping[str, tuple]          # knob → values under which it shows
+    fixed_in: tuple[str, ...] = ()           # mainline release, then stable backports
+    measured: Mapping[str, str] = field(default_factory=dict)   # kernel → outcome seen
+    links: tuple[str, ...] = ()
+    symptom: str = ""
+
+    def matches(self, knobs: Mapping[str, object]) -> bool:
+        return all(knobs.get(k) in values for k, values in self.conditions.items())
+
+    def affects(self, release: Optional[str] = None) -> bool:
+        return not kernel_version.is_fixed(release or kernel_version.running(), self.fixed_in)
+
+    @property
+    def status(self) -> str:
+        return f"fixed in {', '.join(self.fixed_in)}" if self.fixed_in else "open (no fix known)"
+
+    def reason(self) -> str:
+        return f"known bug {self.id}: {self.title} [{self.status}; {' '.join(self.links)}]"
+
+
+# S-VXLAN's knob values (see topologies/vxlan_overlay.py).
+_NATS_CHANGING_SPORT = ("masq_random_fully", "kube_proxy_pre_1_19")
+_ANY_NAT = ("masquerade", "masq_random_fully", "kube_proxy_pre_1_19")
+
+BUGS: tuple[KnownBug, ...] = (
+    KnownBug(
+        id="vxlan-nat-zero-udp-csum-2020",
+        scenario="vxlan_overlay",
+        title="NAT of a VXLAN packet with outer UDP checksum 0 writes a bogus non-zero checksum "
+              "when the vxlan device offloads tx checksums",
+        conditions={"udpcsum": ("noudpcsum",), "vxlan_tx": ("vxtx_on",), "nat": _ANY_NAT,
+                    "workaround": ("none",)},
+        fixed_in=("5.7", "5.4.41", "4.19.123", "4.14.181"),
+        links=("netfilter: nat: never update the UDP checksum when it's 0",
+               "https://github.com/kubernetes/kubernetes/pull/92035"),
+        symptom="outer UDP checksum non-zero and wrong; peer drops: 1 s / 63 s DNS delays",
+    ),
+    KnownBug(
+        id="vxlan-lco-nat-sport",
+        scenario="vxlan_overlay",
+        title="outer UDP checksum stale by the NAT source-port change: local checksum offload "
+              "precomputes it and NAT of a CHECKSUM_PARTIAL skb does not fold the port in",
+        conditions={"udpcsum": ("udpcsum",), "vxlan_tx": ("vxtx_on",),
+                    "nat": _NATS_CHANGING_SPORT, "workaround": ("none",)},
+        fixed_in=(),
+        links=("https://github.com/flannel-io/flannel/issues/1929",),
+        symptom="peer counts Udp InCsumErrors and drops every overlay packet once the "
+                "checksum is finished in software",
+    ),
+)
+
+
+def expectation(scenario: str, knobs: Mapping[str, object],
+                release: Optional[str] = None) -> Optional[KnownBug]:
+    """The known bug this combination hits on ``release`` (running kernel by default)."""
+    for bug in BUGS:
+        if bug.scenario == scenario and bug.matches(knobs) and bug.affects(release):
+            return bug
+    return None
+
+
+def for_scenario(scenario: str) -> list[KnownBug]:
+    return [bug for bug in BUGS if bug.scenario == scenario]
