@@ -87,7 +87,7 @@ def report_row(request):
     return record
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def root_required():
     if os.geteuid() != 0:
         pytest.skip("lab tests need root (namespaces, netlink, BPF)")

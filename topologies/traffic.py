@@ -202,7 +202,8 @@ def udp_request(src: "Node", dst: str, port: int, *, count: int = 5, size: int =
 @dataclass
 class TcpResult:
     connected: bool = False
-    seconds: float = 0.0
+    connect_seconds: float = 0.0   # to established: SYN retransmissions show as 1 s, 3 s, ...
+    seconds: float = 0.0           # the whole exchange
     sent: int = 0
     acknowledged: int = 0     # bytes the server says it read
     error: str = ""
@@ -213,8 +214,7 @@ class TcpResult:
 
 
 def tcp_connect(src: "Node", dst: str, port: int, *, timeout: float = 3.0) -> TcpResult:
-    """Connect and close; ``seconds`` is the time to established, which shows
-    SYN retransmissions (1 s, 3 s, ...) when packets are dropped."""
+    """Connect and close (``connect_seconds`` shows SYN retransmissions)."""
     return tcp_transfer(src, dst, port, nbytes=0, timeout=timeout)
 
 
@@ -236,7 +236,7 @@ def tcp_transfer(src: "Node", dst: str, port: int, *, nbytes: int, df: bool = Tr
         try:
             sock.connect((dst, port))
             result.connected = True
-            result.seconds = time.monotonic() - start
+            result.connect_seconds = time.monotonic() - start
             chunk = bytes(range(256)) * 256
             while result.sent < nbytes:
                 sock.settimeout(max(0.01, timeout - (time.monotonic() - start)))
@@ -255,8 +255,7 @@ def tcp_transfer(src: "Node", dst: str, port: int, *, nbytes: int, df: bool = Tr
             result.error = f"timed out after {timeout}s"
         except OSError as exc:
             result.error = exc.strerror or str(exc)
-    if nbytes:
-        result.seconds = time.monotonic() - start
+    result.seconds = time.monotonic() - start
     return result
 
 
