@@ -25,7 +25,7 @@ def is_fixed(release: str, fixed_in: Iterable[str]) -> Optional[bool]:
     backports, e.g. ``("5.7", "5.4.41", "4.19.123")``) is in ``release``.
 
     A release on a stable branch with a backport is fixed from that backport
-    on; otherwise it is fixed from the lowest mainline release listed. With no
+    on; otherwise from the mainline release (listed first). With no
     fix listed the answer is None: unknown, still open.
     """
     fixes = [parse(v) for v in fixed_in]
@@ -35,5 +35,4 @@ def is_fixed(release: str, fixed_in: Iterable[str]) -> Optional[bool]:
     same_branch = [f for f in fixes if f[:2] == ver[:2]]
     if same_branch:
         return ver >= min(same_branch)
-    mainline = min(fixes)
-    return ver[:2] >= mainline[:2] and ver >= mainline
+    return ver >= fixes[0]

@@ -62,6 +62,7 @@ BUGS: tuple[KnownBug, ...] = (
                     "workaround": ("none",)},
         breaks={"wire": {}, "delivery": {"underlay_tx": ("ultx_off",)}},
         fixed_in=("5.7", "5.4.41", "4.19.123", "4.14.181"),
+        measured={"6.18.44": "fixed: noudpcsum stays 0 through every NAT"},
         links=("netfilter: nat: never update the UDP checksum when it's 0",
                "https://github.com/kubernetes/kubernetes/pull/92035"),
         symptom="outer UDP checksum non-zero and wrong; peer drops: 1 s / 63 s DNS delays",
@@ -77,6 +78,8 @@ BUGS: tuple[KnownBug, ...] = (
         # when the underlay finished the checksum in software (as a NIC would).
         breaks={"wire": {}, "delivery": {"underlay_tx": ("ultx_off",)}},
         fixed_in=(),
+        measured={"6.18.44": "affected: outer UDP stale by the port change; ultx_off: "
+                             "MASQUERADE --random-fully drops all, kube-proxy 1 s SYN delay"},
         links=("https://github.com/flannel-io/flannel/issues/1929",),
         symptom="peer counts Udp InCsumErrors and drops every overlay packet once the "
                 "checksum is finished in software",
@@ -96,3 +99,17 @@ def expectation(scenario: str, knobs: Mapping[str, object], check: Optional[str]
 
 def for_scenario(scenario: str) -> list[KnownBug]:
     return [bug for bug in BUGS if bug.scenario == scenario]
+
+
+def markdown_table() -> str:
+    """The table the README shows (a test keeps the two in step)."""
+    lines = ["| bug | scenario | shows when | fixed in | measured | links |",
+             "|---|---|---|---|---|---|"]
+    for bug in BUGS:
+        when = ", ".join(f"{k} ∈ {{{', '.join(v)}}}" if len(v) > 1 else f"{k}={v[0]}"
+                         for k, v in bug.conditions.items())
+        measured = "; ".join(f"{k}: {v}" for k, v in bug.measured.items())
+        lines.append(f"| `{bug.id}`: {bug.title} | {bug.scenario} | {when} | "
+                     f"{', '.join(bug.fixed_in) or 'no fix known'} | {measured} | "
+                     f"{'; '.join(bug.links)} |")
+    return "\n".join(lines)
