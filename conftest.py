@@ -19,6 +19,7 @@ import pytest
 
 from topologies import artifacts, owner, rootstate, sweep
 from topologies import report as report_mod
+from topologies.dropmon import HEADER, DropMonitor, describe
 from topologies.lab import SESSION_ENV, Lab, raise_on_termination
 
 RESULTS_DIR = os.environ.get("NSLAB_RESULTS", os.path.join(os.path.dirname(__file__), "results"))
@@ -93,10 +94,24 @@ def root_required():
         pytest.skip("lab tests need root (namespaces, netlink, BPF)")
 
 
+@pytest.fixture(scope="session")
+def drop_monitor(root_required):
+    """The machine-wide drop-reason monitor of this worker, or None (with why)."""
+    why = DropMonitor.unavailable() or (
+        "drop reasons off: NSLAB_DROPMON=0" if os.environ.get("NSLAB_DROPMON") == "0" else None)
+    if why:
+        yield None
+        return
+    monitor = DropMonitor()
+    yield monitor
+    monitor.close()
+
+
 @pytest.fixture
-def lab(request, root_required):
+def lab(request, root_required, drop_monitor):
     """A lab for one test; artifacts on failure; always removed."""
     the_lab = Lab(name=request.node.nodeid, description={"test": request.node.nodeid})
+    drops_before = drop_monitor.snapshot() if drop_monitor else None
     try:
         yield the_lab
     finally:
@@ -107,8 +122,18 @@ def lab(request, root_required):
             for cap in the_lab.captures:
                 cap.stop()
             artifacts.collect(the_lab, where)
+            _write_drops(where, drop_monitor, drops_before)
             print(f"nslab artifacts: {where}", file=sys.stderr)
         the_lab.close()
+
+
+def _write_drops(where: str, monitor, before) -> None:
+    if monitor is None:
+        text = (DropMonitor.unavailable() or "drop reasons off: NSLAB_DROPMON=0") + "\n"
+    else:
+        text = "\n".join([HEADER, *describe(monitor.since(before))]) + "\n"
+    with open(os.path.join(where, "drops.txt"), "w") as f:
+        f.write(text)
 
 
 @pytest.fixture

@@ -28,14 +28,19 @@ if [ ! -e "$kbuild" ]; then
     else
         dpkg-query -W -f='${Status}' linux-headers-amd64 2>/dev/null | grep -q "ok installed" ||
             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-headers-amd64 >/dev/null || true
-        src=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n 1 || true)
-        if [ -n "$src" ]; then
+        build=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n 1 || true)
+        if [ -n "$build" ]; then
             mkdir -p "/lib/modules/$(uname -r)"
-            ln -sfn "$src" "$kbuild"
-            ln -sfn "$src" "/lib/modules/$(uname -r)/source"
-            echo "setup: no headers for $(uname -r); bcc uses $src" >&2
+            ln -sfn "$build" "$kbuild"
+            ln -sfn "${build%-amd64}-common" "/lib/modules/$(uname -r)/source"
+            echo "setup: no headers for $(uname -r); bcc uses $build" >&2
         fi
     fi
+fi
+
+# The drop-reason monitor reads skb:kfree_skb through tracefs.
+if [ ! -d /sys/kernel/tracing/events ] && [ -d /sys/kernel/tracing ]; then
+    mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || echo "setup: tracefs not mountable" >&2
 fi
 
 # Debian's python3 is the one python3-bpfcc is built for.
