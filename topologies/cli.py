@@ -74,7 +74,7 @@ class Parser(argparse.ArgumentParser):
 
 
 # Modules that add their own subcommands: each has ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("topologies.interactive",)
 
 
 def build_parser() -> argparse.ArgumentParser:

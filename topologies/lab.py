@@ -84,6 +84,13 @@ class Lab:
         node = self.nodes[name] = Node(self, name)
         return node
 
+    def attach_node(self, name: str, existing_netns: str) -> Node:
+        """Look into a namespace this lab does not own (e.g. a running lab's)."""
+        if not os.path.exists(f"/run/netns/{existing_netns}"):
+            raise LabError(f"no namespace {existing_netns}")
+        node = self.nodes[name] = Node(self, name, existing=existing_netns)
+        return node
+
     def node(self, name: str) -> Node:
         try:
             return self.nodes[name]

@@ -45,6 +45,10 @@ def _prepare_inside() -> int:
         ifreq = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0))
         flags = struct.unpack_from("16sH", ifreq)[1]
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    return _netlink_socket()
+
+
+def _netlink_socket() -> int:
     return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0).detach()
 
 
@@ -60,17 +64,20 @@ class Node:
     """A namespace in a lab. ``ipr`` is a pyroute2 ``IPRoute`` bound to it;
     use it from the thread that built the lab (pyroute2 sockets are per thread)."""
 
-    def __init__(self, lab: "Lab", name: str):
+    def __init__(self, lab: "Lab", name: str, existing: Optional[str] = None):
+        """A new namespace named after the lab, or (``existing``) a namespace
+        someone else owns, which this node then only looks into."""
         self.lab, self.name = lab, name
-        self.netns = f"{lab.prefix}-{name}"
+        self.netns = existing or f"{lab.prefix}-{name}"
         try:
-            self._thread = netns.NamespaceThread(self.netns, create=True)
+            self._thread = netns.NamespaceThread(self.netns, create=existing is None)
         except BrokenExecutor as exc:
-            raise LabError(f"cannot create namespace {self.netns}: {exc.__cause__ or exc}") \
-                from None
-        lab.defer(netns.remove, self.netns, what=f"namespace {self.netns}")
+            raise LabError(f"cannot {'enter' if existing else 'create'} namespace "
+                           f"{self.netns}: {exc.__cause__ or exc}") from None
+        if existing is None:
+            lab.defer(netns.remove, self.netns, what=f"namespace {self.netns}")
         lab.defer(self._thread.close, what=f"thread in {self.netns}")
-        fd = self.call(_prepare_inside)
+        fd = self.call(_prepare_inside if existing is None else _netlink_socket)
         # flags=0: never let a typo create a namespace behind our back.
         self.ipr = IPRoute(fileno=fd, flags=0)
         lab.defer(self.ipr.close, what=f"netlink socket of {self.netns}")
