@@ -124,6 +124,18 @@ def lab(request, root_required, drop_monitor):
             artifacts.collect(the_lab, where)
             _write_drops(where, drop_monitor, drops_before)
             print(f"nslab artifacts: {where}", file=sys.stderr)
+            if os.environ.get("NSLAB_KEEP_FAILED") == "1":
+                the_lab.record.name = artifacts.safe_name(request.node.name)[:60]
+                prefix = the_lab.hand_over()
+                print(f"nslab: kept lab {the_lab.record.name} ({prefix}) for inspection: "
+                      f"nslab ls / exec / down {the_lab.record.name}", file=sys.stderr)
+        elif os.environ.get("NSLAB_KEEP_PCAPNG") == "1" and the_lab.captures:
+            where = os.path.join(RESULTS_DIR, "pcapng", artifacts.safe_name(request.node.nodeid))
+            os.makedirs(where, exist_ok=True)
+            for i, cap in enumerate(the_lab.captures):
+                cap.stop()
+                cap.result.write_pcapng(os.path.join(
+                    where, artifacts.safe_name(f"{i}-{cap.node.name}-{cap.device}") + ".pcapng"))
         the_lab.close()
 
 

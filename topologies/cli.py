@@ -3,14 +3,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
-import subprocess
 import sys
-import time
 
 from .errors import LabError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cmd_doctor(args) -> int:
@@ -41,31 +37,6 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    """The main job: every lab test on this kernel, in parallel, with a results dir."""
-    tests = os.path.join(REPO, "labtests")
-    if not os.path.isdir(tests):
-        raise LabError(f"no labtests directory at {tests} (run from a checkout)")
-    results = os.path.abspath(args.results or os.path.join(
-        REPO, "results", time.strftime("run-%Y%m%d-%H%M%S")))
-    os.makedirs(results, exist_ok=True)
-    argv = [sys.executable, "-m", "pytest", tests, "-n", str(args.jobs),
-            f"--junitxml={os.path.join(results, 'junit.xml')}", "-p", "no:cacheprovider"]
-    if args.k:
-        argv += ["-k", args.k]
-    env = dict(os.environ, NSLAB_RESULTS=results)
-    code = subprocess.call(argv, cwd=REPO, env=env)
-    from . import report
-    rows = report.load(results)
-    if rows:
-        tables = report.render(rows)
-        with open(os.path.join(results, "scenarios.txt"), "w") as f:
-            f.write(tables + "\n")
-        print("\n" + tables)
-    print(f"\nnslab run: results in {results}")
-    return code
-
-
 class Parser(argparse.ArgumentParser):
     """Bad input: one line on stderr and exit 2 (no usage dump)."""
 
@@ -74,19 +45,13 @@ class Parser(argparse.ArgumentParser):
 
 
 # Modules that add their own subcommands: each has ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ("topologies.interactive",)
+COMMAND_MODULES: tuple[str, ...] = ("topologies.run", "topologies.interactive")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="nslab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=Parser)
-
-    p = sub.add_parser("run", help="run every scenario on the current kernel")
-    p.add_argument("-k", metavar="EXPR", help="pytest -k selection of scenarios/variants")
-    p.add_argument("-n", "--jobs", default="auto", help="parallel workers (default: auto)")
-    p.add_argument("--results", metavar="DIR", help="results directory")
-    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("doctor", help="check root, kernel features and tools")
     p.set_defaults(func=cmd_doctor)

@@ -21,20 +21,52 @@ from .errors import LabError
 from .lab import Lab
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="nslab-keeper")
-    parser.add_argument("topology")
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--set", dest="settings", action="append", default=[])
-    args = parser.parse_args(argv)
+def _wait_for_signal() -> None:
     stop = {"now": False}
 
     def on_signal(signum, _frame):
         stop["now"] = True
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)   # survives the terminal that ran `up`
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)   # survives the terminal that ran it
+    while not stop["now"]:
+        time.sleep(0.2)
 
+
+def _detach_stdio() -> None:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+
+def adopt(prefix: str) -> int:
+    """Take over a lab whose owner is about to exit (a failed test kept for
+    inspection): become its owner, then remove it on ``nslab down``."""
+    from .owner import all_records, process_start_time
+    from .sweep import remove_lab
+    record = next((r for r in all_records() if r.prefix == prefix), None)
+    if record is None:
+        print(json.dumps({"error": f"no lab {prefix}"}), flush=True)
+        return 2
+    record.pid, record.start_time = os.getpid(), process_start_time(os.getpid())
+    record.save()
+    print(json.dumps({"ready": prefix}), flush=True)
+    _detach_stdio()
+    _wait_for_signal()
+    remove_lab(record)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="nslab-keeper")
+    parser.add_argument("topology", nargs="?")
+    parser.add_argument("--name")
+    parser.add_argument("--set", dest="settings", action="append", default=[])
+    parser.add_argument("--adopt", metavar="PREFIX")
+    args = parser.parse_args(argv)
+    if args.adopt:
+        return adopt(args.adopt)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     lab = None
     try:
         module = catalog.load(args.topology)
@@ -49,11 +81,8 @@ def main(argv=None) -> int:
         print(json.dumps({"error": str(exc)}), flush=True)
         return 2
     print(json.dumps({"ready": lab.prefix}), flush=True)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    while not stop["now"]:
-        time.sleep(0.2)
+    _detach_stdio()
+    _wait_for_signal()
     lab.close()
     return 0
 

@@ -102,6 +102,30 @@ class Lab:
     vxlan = staticmethod(links.vxlan)
     netkit = staticmethod(links.netkit)
 
+    def hand_over(self) -> str:
+        """Leave the lab running under a keeper process (``nslab ls/down``):
+        for a failed test kept for inspection. Process-bound pieces (BPF fds,
+        tcx/netkit links, capture sockets) end with this process; namespaces,
+        links, addresses, routes, firewall rules and tc/XDP programs stay."""
+        import json
+        import subprocess
+        import sys
+        from .describe import describe
+        description = {**self.record.description, **describe(self)}
+        description.pop("session", None)   # kept on purpose: not a leak of the session
+        self.record.description = description
+        self.record.topology = self.record.topology or "kept"
+        self.record.save()
+        keeper = subprocess.Popen([sys.executable, "-m", "topologies.keeper", "--adopt",
+                                   self.prefix], stdout=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL, start_new_session=True, text=True)
+        status = json.loads(keeper.stdout.readline() or '{"error": "keeper died"}')
+        if "error" in status:
+            raise LabError(f"cannot keep lab {self.prefix}: {status['error']}")
+        self.closed = True          # the keeper owns it now
+        _open_labs.discard(self)
+        return self.prefix
+
     def close(self) -> None:
         """Undo everything, newest first. Safe to call twice."""
         if self.closed:
