@@ -7,6 +7,9 @@ Fixtures (for people writing their own lab tests):
   SNMP counters) are written under ``results/artifacts/<test id>/``.
 - ``capture``: ``capture(node, "eth0")`` starts an offload-aware capture that
   ends with the test and lands in the artifacts.
+- ``pair``: two nodes over one veth (client 10.0.0.1 / fd00::1, server .2 / ::2).
+- ``report_row``: this test's row in the scenario table ``nslab run`` prints.
+- ``drop_monitor``: the machine-wide drop-reason monitor, or None.
 - ``root_required``: skip with the reason when not root.
 """
 from __future__ import annotations
@@ -146,6 +149,17 @@ def _write_drops(where: str, monitor, before) -> None:
         text = "\n".join([HEADER, *describe(monitor.since(before))]) + "\n"
     with open(os.path.join(where, "drops.txt"), "w") as f:
         f.write(text)
+
+
+@pytest.fixture
+def pair(lab):
+    """Two nodes over one veth: client eth0 10.0.0.1/24 fd00::1/64 — server eth0
+    10.0.0.2/24 fd00::2/64. Returns (client, server)."""
+    client, server = lab.add_node("client"), lab.add_node("server")
+    end_c, end_s = lab.veth(client, "eth0", server, "eth0")
+    end_c.add_addr("10.0.0.1/24").add_addr("fd00::1/64")
+    end_s.add_addr("10.0.0.2/24").add_addr("fd00::2/64")
+    return client, server
 
 
 @pytest.fixture

@@ -15,15 +15,6 @@ from topologies.verdict import Status
 ETH_P_ALL = 3
 
 
-@pytest.fixture
-def pair(lab):
-    a, b = lab.add_node("client"), lab.add_node("server")
-    end_a, end_b = lab.veth(a, "eth0", b, "eth0")
-    end_a.add_addr("10.0.0.1/24").add_addr("fd00::1/64")
-    end_b.add_addr("10.0.0.2/24").add_addr("fd00::2/64")
-    return a, b
-
-
 def all_verdicts(cap):
     return [v for _, v in cap.result.verdicts()]
 

@@ -8,16 +8,6 @@ from topologies import LabError, Unsupported, firewall, netns, traffic
 from topologies.links import vxlan_info
 
 
-@pytest.fixture
-def pair(lab):
-    """client 10.0.0.1 / fd00::1 — server 10.0.0.2 / fd00::2 over one veth."""
-    a, b = lab.add_node("client"), lab.add_node("server")
-    end_a, end_b = lab.veth(a, "eth0", b, "eth0")
-    end_a.add_addr("10.0.0.1/24").add_addr("fd00::1/64")
-    end_b.add_addr("10.0.0.2/24").add_addr("fd00::2/64")
-    return a, b
-
-
 def test_namespaces_carry_the_lab_prefix_and_go_with_the_lab(lab):
     node = lab.add_node("solo")
     assert node.netns.startswith(lab.prefix + "-")
