@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import time
 from typing import TYPE_CHECKING, Optional, Tuple
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -66,7 +67,20 @@ def veth(a: "Node", a_name: str, b: "Node", b_name: str, *,
     end_b = Iface(b, b_name)
     if up:
         end_b.up()
+        wait_operational(end_a, end_b)
     return end_a, end_b
+
+
+def wait_operational(*ends: Iface, timeout: float = 5.0) -> None:
+    """Wait until the kernel's link watcher has marked each end UP: before
+    that the qdisc is still the no-op one and the first packets are dropped
+    (it runs on a workqueue, which a loaded machine delays)."""
+    deadline = time.monotonic() + timeout
+    for end in ends:
+        while end.info()["state"] != "UP":
+            if time.monotonic() > deadline:
+                raise LabError(f"{end} did not become operational in {timeout}s")
+            time.sleep(0.001)
 
 
 def vxlan(node: "Node", ifname: str, *, vni: int, local: str, remote: str, underlay: str,
@@ -118,4 +132,5 @@ def netkit(primary: "Node", primary_name: str, peer: "Node", peer_name: str, *,
     if up:
         end_primary.up()
         end_peer.up()
+        wait_operational(end_primary, end_peer)
     return end_primary, end_peer
