@@ -9,6 +9,8 @@ from .errors import LabError
 
 TOPOLOGIES = {
     "vxlan_overlay": "topologies.vxlan_overlay",
+    "xdp_responder": "topologies.xdp_responder",
+    "pod_egress": "topologies.pod_egress",
 }
 
 

@@ -54,9 +54,12 @@ class PingResult:
 
 
 def ping(src: "Node", dst: str, *, count: int = 3, size: int = 56, df: bool = False,
-         timeout: float = 1.0, payload: Optional[bytes] = None) -> PingResult:
+         timeout: float = 1.0, payload: Optional[bytes] = None,
+         ident: Optional[int] = None) -> PingResult:
     """Echo requests from an ICMP datagram socket; ``size`` bytes of payload
-    (or exactly ``payload``). Each reply is awaited at most ``timeout`` s."""
+    (or exactly ``payload``). Each reply is awaited at most ``timeout`` s.
+    ``ident`` fixes the echo identifier (a ping socket's port), e.g. to steer
+    the request's checksum to a chosen value."""
     family = family_of(dst)
     proto = socket.IPPROTO_ICMPV6 if family == socket.AF_INET6 else socket.IPPROTO_ICMP
     echo = ICMPV6_ECHO_REQUEST if family == socket.AF_INET6 else ICMP_ECHO
@@ -65,6 +68,8 @@ def ping(src: "Node", dst: str, *, count: int = 3, size: int = 56, df: bool = Fa
     result = PingResult()
     with src.socket(family, socket.SOCK_DGRAM, proto) as sock:
         set_df(sock, family, df)
+        if ident is not None:
+            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", ident))
         for seq in range(1, count + 1):
             # The kernel owns the identifier (the socket's "port") and the checksum.
             message = struct.pack("!BBHHH", echo, 0, 0, 0, seq) + data
