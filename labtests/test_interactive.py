@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from topologies import netns, owner
+from topologies.catalog import TOPOLOGIES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +29,7 @@ def records_named(name):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["up", "nope"], "unknown topology 'nope'; topologies: vxlan_overlay"),
+    (["up", "nope"], "unknown topology 'nope'; topologies: " + ", ".join(sorted(TOPOLOGIES))),
     (["up", "vxlan_overlay", "--set", "colour=red"], "unknown knob 'colour'; knobs: udpcsum"),
     (["up", "vxlan_overlay", "--set", "nat=bogus"], "nat='bogus' is not one of nat_none"),
     (["up", "vxlan_overlay", "--set", "nat"], "expected knob=value"),
