@@ -9,6 +9,7 @@ from .errors import LabError
 
 TOPOLOGIES = {
     "vxlan_overlay": "topologies.vxlan_overlay",
+    "lb_snat": "topologies.lb_snat",
     "xdp_responder": "topologies.xdp_responder",
     "pod_egress": "topologies.pod_egress",
 }

@@ -21,7 +21,8 @@ static __always_inline __u16 csum_fold32(__u32 sum)
 }
 
 /* RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m').  RFC 1141's HC + m - m' gets the
- * corner case where the sum is 0xffff wrong; this form never does. */
+ * corner case where the sum is 0xffff wrong; this form gets it right for any
+ * header (it yields 0x0000 only for all-zero data, which no IP header is). */
 static __always_inline __sum16 csum_replace16(__sum16 check, __be16 old, __be16 new)
 {
 	__u32 sum = (__u16)~check + (__u16)~old + (__u16)new;
@@ -37,6 +38,29 @@ static __always_inline __sum16 csum_replace32(__sum16 check, __be32 old, __be32 
 	sum += (__u16)~(old >> 16) + (__u16)~(old & 0xffff);
 	sum += (new >> 16) + (new & 0xffff);
 	return (__sum16)~csum_fold32(sum);
+}
+
+/* One's-complement addition of two 32-bit sums (end-around carry): e.g. two
+ * bpf_csum_diff() results. */
+static __always_inline __u32 csum_add32(__u32 a, __u32 b)
+{
+	__u32 sum = a + b;
+
+	return sum + (sum < a);
+}
+
+/* One's-complement negation of a 32-bit sum: ~x is -x modulo 0xffff too. */
+static __always_inline __u32 csum_neg32(__u32 a)
+{
+	return ~a;
+}
+
+/* The checksum @check of data whose sum changed by @diff (a 32-bit
+ * one's-complement sum, e.g. from bpf_csum_diff()): RFC 1624 eqn. 3,
+ * HC' = ~(~HC + diff). Words as they sit in the packet, like the others. */
+static __always_inline __sum16 csum_add_diff(__sum16 check, __u32 diff)
+{
+	return (__sum16)~csum_fold32(csum_add32((__u16)~check, diff));
 }
 
 /* tc: store a 16-bit word of the IPv4 header that starts at @ip_off and fold
