@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from typing import TYPE_CHECKING, Mapping, Optional
 
 from pyroute2.netlink.exceptions import NetlinkError
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from .node import Node
 
 IFA_F_NODAD = 0x02
+RTN_LOCAL = 2
 
 
 class Iface:
@@ -74,7 +76,22 @@ class Iface:
             self.node.ipr.addr("add", **spec)
         except NetlinkError as exc:
             raise LabError(f"{self}: address {cidr}: {exc.args[1]}") from None
+        if iface.version == 6:
+            self._wait_local_route(str(iface.ip))
         return self
+
+    def _wait_local_route(self, address: str, timeout: float = 5.0) -> None:
+        """IPv6 finishes an address on a workqueue (even without DAD): only then
+        is its local route in place and its solicited-node group joined. Until
+        then packets to it, neighbour solicitations included, are dropped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msgs = self.node.ipr.route("get", dst=address, family=socket.AF_INET6)
+            if msgs and msgs[0]["type"] == RTN_LOCAL:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"{self}: {address} not usable after {timeout}s")
+            time.sleep(0.001)
 
     def addresses(self) -> list[str]:
         return [f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}"

@@ -70,7 +70,7 @@ def bind(name: str, restype, *argtypes):
 
 
 PRINT_FN = _c.CFUNCTYPE(_int, _int, _cp, _vp)
-_set_print = bind("libbpf_set_print", _vp, PRINT_FN)
+_set_print = bind("libbpf_set_print", _vp, _vp)   # takes and returns a callback
 _strerror = bind("libbpf_strerror", _int, _int, _cp, _sz)
 _num_possible_cpus = bind("libbpf_num_possible_cpus", _int)
 _obj_open_file = bind("bpf_object__open_file", _vp, _cp, _vp)
@@ -142,18 +142,21 @@ def _on_libbpf_print(level: int, fmt: bytes, ap: int) -> int:
     return 0
 
 
-_set_print(_on_libbpf_print)
-
-
 @contextmanager
 def captured_log() -> Iterator[list[str]]:
-    """Collect libbpf's messages on this thread for the duration of the block."""
+    """Collect libbpf's messages on this thread for the duration of the block.
+
+    The print callback is libbpf's one global: bcc (the drop-reason monitor)
+    shares libbpf.so.1 and installs its own whenever it loads a program, so
+    ours is (re)installed for the block and the previous one put back."""
     previous = getattr(_capture, "lines", None)
     _capture.lines = lines = []
+    previous_print = _set_print(_c.cast(_on_libbpf_print, _vp))
     try:
         yield lines
     finally:
         _capture.lines = previous
+        _set_print(previous_print)
 
 
 VERIFIER_LOG = re.compile(r"prog '([^']*)': -- BEGIN PROG LOAD LOG --\n(.*?)-- END PROG LOAD LOG --",
