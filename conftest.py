@@ -35,11 +35,22 @@ def _is_controller(config) -> bool:
 def pytest_configure(config):
     raise_on_termination()
     if _is_controller(config) and os.geteuid() == 0:
-        os.environ.setdefault(SESSION_ENV, uuid.uuid4().hex)
+        os.environ[SESSION_ENV] = uuid.uuid4().hex   # fresh even inside another session
         # The next run removes what a killed run left (owners dead only).
         for swept in sweep.sweep():
             print(f"nslab: swept lab {swept.prefix} of dead pid {swept.owner_pid}")
         config._nslab_root_before = rootstate.snapshot()
+
+
+# Fixtures that make a test depend on the running kernel; such tests get the
+# ``lab`` marker, so ``-m lab`` (nslab matrix's default) picks what a kernel can change.
+KERNEL_FIXTURES = {"lab", "root_required"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if KERNEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.lab)
 
 
 def pytest_sessionfinish(session, exitstatus):
