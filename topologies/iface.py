@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Mapping, Optional
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from . import offloads
+from . import ifflags, offloads
 from .errors import LabError
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ class Iface:
         return self
 
     def up(self) -> "Iface":
-        return self._set(state="up")
+        self.node.call(ifflags.set_up, self.name)
+        return self
 
     def down(self) -> "Iface":
         return self._set(state="down")

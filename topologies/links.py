@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Optional, Tuple
 from pyroute2.netlink.exceptions import NetlinkError
 
 from . import netkit as _netkit
-from . import netns
+from . import ifflags, netns
 from .errors import LabError, Unsupported
 from .iface import Iface
 
@@ -66,21 +66,28 @@ def veth(a: "Node", a_name: str, b: "Node", b_name: str, *,
         os.close(fd)
     end_b = Iface(b, b_name)
     if up:
-        end_b.up()
+        b.call(ifflags.set_up, b_name)
         wait_operational(end_a, end_b)
     return end_a, end_b
 
 
 def wait_operational(*ends: Iface, timeout: float = 5.0) -> None:
-    """Wait until the kernel's link watcher has marked each end UP: before
+    """Wait until the kernel's link watcher has brought each end up: before
     that the qdisc is still the no-op one and the first packets are dropped
-    (it runs on a workqueue, which a loaded machine delays)."""
+    (it runs on a workqueue, which a loaded machine delays).
+
+    IFF_RUNNING (an ioctl, no lock) shows the operational state, which the
+    link watcher sets just before it activates the qdisc, both under RTNL; a
+    no-op SIOCSIFFLAGS afterwards takes RTNL too, so it returns only once the
+    activation is done."""
     deadline = time.monotonic() + timeout
     for end in ends:
-        while end.info()["state"] != "UP":
+        while not end.node.call(ifflags.running, end.name):
             if time.monotonic() > deadline:
                 raise LabError(f"{end} did not become operational in {timeout}s")
-            time.sleep(0.001)
+            time.sleep(0.0002)
+    for end in ends[:1]:
+        end.node.call(ifflags.set_up, end.name)   # the RTNL barrier
 
 
 def vxlan(node: "Node", ifname: str, *, vni: int, local: str, remote: str, underlay: str,

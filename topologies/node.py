@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import shlex
 import socket
-import struct
 import subprocess
 from concurrent.futures import BrokenExecutor
 from typing import TYPE_CHECKING, Optional, Sequence, Union
@@ -13,7 +11,7 @@ from typing import TYPE_CHECKING, Optional, Sequence, Union
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from . import netns, snmp
+from . import ifflags, netns, snmp
 from .errors import LabError
 from .iface import Iface
 
@@ -32,19 +30,13 @@ NODE_SYSCTLS = {
 }
 
 
-SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-
-
 def _prepare_inside() -> int:
     """On the node's thread, in one go: sysctls, loopback up, and the netlink
     socket for pyroute2 (returned as a bare fd)."""
     for key, value in NODE_SYSCTLS.items():
         with open(_sysctl_path(key), "w") as f:
             f.write(value)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        ifreq = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack("16sH14x", b"lo", 0))
-        flags = struct.unpack_from("16sH", ifreq)[1]
-        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+    ifflags.set_up("lo")
     return _netlink_socket()
 
 
