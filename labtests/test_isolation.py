@@ -91,8 +91,8 @@ def test_sigkill_leaves_the_lab_and_sweep_removes_everything(held):
 
     swept = nslab("sweep")
     assert swept.returncode == 0, swept.stderr
-    # Another test session starting meanwhile sweeps dead owners' labs too.
-    assert f"removed {made['prefix']}" in swept.stdout or not netns.names(made["prefix"])
+    # (Its output may not name the lab: a test session starting meanwhile on
+    # this machine sweeps dead owners' labs too. What counts is what is left.)
     assert netns.names(made["prefix"]) == []
     assert made["prefix"] not in [r.prefix for r in owner.all_records()]
     assert wait_until(lambda: not os.path.exists(f"/proc/{made['pid']}"))
