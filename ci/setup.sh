@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(clang llvm libbpf-dev libbpf1 libelf1 iproute2 iptables nftables ethtool
-      python3 python3-venv python3-bpfcc util-linux kmod tshark)
+      python3 python3-venv python3-bpfcc util-linux kmod tshark
+      qemu-system-x86 busybox-static file)   # VMs for nslab matrix/bisect (virtme-ng)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -51,7 +52,7 @@ fi
 stamp=.venv/.nslab-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-    .venv/bin/python -m pip install -q -e ".[test]"
+    .venv/bin/python -m pip install -q -e ".[test,vm]"
     touch "$stamp"
 fi
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

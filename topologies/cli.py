@@ -45,7 +45,8 @@ class Parser(argparse.ArgumentParser):
 
 
 # Modules that add their own subcommands: each has ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ("topologies.run", "topologies.interactive")
+COMMAND_MODULES: tuple[str, ...] = ("topologies.run", "topologies.interactive", "topologies.matrix",
+                                     "topologies.bisect")
 
 
 def build_parser() -> argparse.ArgumentParser:
