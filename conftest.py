@@ -32,8 +32,21 @@ def _is_controller(config) -> bool:
     return not hasattr(config, "workerinput")
 
 
+def _scapy_must_not_resolve(*args, **kwargs):
+    raise RuntimeError("scapy wanted to resolve a MAC address, which sends ARP/ND from the "
+                       "root namespace: give Ether() an explicit dst")
+
+
+def _forbid_scapy_resolution() -> None:
+    """Lab traffic stays in lab namespaces: an ``Ether()`` without ``dst`` makes
+    scapy send ARP or neighbour solicitations from the root namespace."""
+    from scapy.layers import inet6, l2
+    l2.getmacbyip = inet6.getmacbyip6 = _scapy_must_not_resolve
+
+
 def pytest_configure(config):
     raise_on_termination()
+    _forbid_scapy_resolution()
     if _is_controller(config) and os.geteuid() == 0:
         os.environ[SESSION_ENV] = uuid.uuid4().hex   # fresh even inside another session
         # The next run removes what a killed run left (owners dead only).

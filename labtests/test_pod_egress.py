@@ -286,11 +286,11 @@ def test_rewrite_equals_recomputation(builds, variant, packet):
 
 
 LINK_LOCAL_ONLY = {
-    "mld_report": Ether(src=POD_MAC) / IPv6(src="fe80::1", dst="ff02::16", hlim=1) / b"x",
-    "na_to_host": Ether(src=POD_MAC) / IPv6(src="fd00:1::2", dst="fe80::2", hlim=255)
+    "mld_report": Ether(src=POD_MAC, dst="33:33:00:00:00:16") / IPv6(src="fe80::1", dst="ff02::16", hlim=1) / b"x",
+    "na_to_host": Ether(src=POD_MAC, dst=ROUTER_MAC) / IPv6(src="fd00:1::2", dst="fe80::2", hlim=255)
                   / ICMPv6ND_NA(tgt="fd00:1::2"),
-    "ipv4_multicast": Ether(src=POD_MAC) / IP(src="10.1.0.2", dst="224.0.0.22", ttl=1) / b"x",
-    "ipv4_broadcast": Ether(src=POD_MAC) / IP(src="10.1.0.2", dst="255.255.255.255") / UDP(),
+    "ipv4_multicast": Ether(src=POD_MAC, dst="01:00:5e:00:00:16") / IP(src="10.1.0.2", dst="224.0.0.22", ttl=1) / b"x",
+    "ipv4_broadcast": Ether(src=POD_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src="10.1.0.2", dst="255.255.255.255") / UDP(),
 }
 
 
@@ -344,10 +344,10 @@ def test_neighbour_advertisement_for_the_gateway(builds, variant):
 
 NOT_FOR_THE_GATEWAY = {
     "arp_other_target": arp_request("10.1.0.7"),
-    "arp_reply": bytes(Ether(src=POD_MAC) / ARP(op=2, psrc="10.1.0.2", pdst="10.1.0.1")),
+    "arp_reply": bytes(Ether(src=POD_MAC, dst=ROUTER_MAC) / ARP(op=2, psrc="10.1.0.2", pdst="10.1.0.1")),
     "ns_other_target": neighbour_solicitation("fd00:1::7"),
     "ns_dad_probe": neighbour_solicitation(pe.GATEWAY["ipv6"], src="::"),
-    "echo_to_gateway": bytes(Ether(src=POD_MAC) / IPv6(src="fd00:1::2", dst=pe.GATEWAY["ipv6"])
+    "echo_to_gateway": bytes(Ether(src=POD_MAC, dst=ROUTER_MAC) / IPv6(src="fd00:1::2", dst=pe.GATEWAY["ipv6"])
                              / ICMPv6EchoRequest()),
 }
 

@@ -251,14 +251,14 @@ def test_all_zero_reply(builds, variant):
 
 
 PASSED_THROUGH = {
-    "udp": Ether() / IP(src="10.0.5.1", dst="10.0.5.2") / UDP(dport=7) / b"x",
+    "udp": Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.5.1", dst="10.0.5.2") / UDP(dport=7) / b"x",
     "arp": Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst="10.0.5.2"),
-    "echo_reply": Ether() / IP(src="10.0.5.1", dst="10.0.5.2") / ICMP(type=0),
-    "ip_options": Ether() / IP(src="10.0.5.1", dst="10.0.5.2", options=b"\x01\x01\x01\x00")
+    "echo_reply": Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.5.1", dst="10.0.5.2") / ICMP(type=0),
+    "ip_options": Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.5.1", dst="10.0.5.2", options=b"\x01\x01\x01\x00")
                   / ICMP(type=8),
-    "fragment": Ether() / IP(src="10.0.5.1", dst="10.0.5.2", flags="MF") / ICMP(type=8),
-    "icmpv6_reply": Ether() / IPv6(src="fd00:5::1", dst="fd00:5::2") / ICMPv6EchoReply(),
-    "truncated": Ether() / IP(src="10.0.5.1", dst="10.0.5.2", proto=1),
+    "fragment": Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.5.1", dst="10.0.5.2", flags="MF") / ICMP(type=8),
+    "icmpv6_reply": Ether(src=MAC_A, dst=MAC_B) / IPv6(src="fd00:5::1", dst="fd00:5::2") / ICMPv6EchoReply(),
+    "truncated": Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.5.1", dst="10.0.5.2", proto=1),
 }
 
 
