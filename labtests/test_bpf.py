@@ -387,7 +387,8 @@ def _inspect_pinned(ns_fd: int, ifname: str) -> dict:
                 "tc": [msg.get_attr("TCA_KIND") for parent in (0xFFFFFFF2, 0xFFFFFFF3)
                        for msg in ipr.get_filters(index=index, parent=parent)],
                 "tcx": [libbpf.mprog_query(index, t).prog_ids
-                        for t in (libbpf.BPF_TCX_INGRESS, libbpf.BPF_TCX_EGRESS)],
+                        for t in (libbpf.BPF_TCX_INGRESS, libbpf.BPF_TCX_EGRESS)]
+                       if libbpf.tcx_supported() else [[], []],   # no tcx before 6.6
             }
     return netns.on_fresh_thread(inside)
 

@@ -34,12 +34,10 @@ def describe(lab: "Lab") -> dict:
 
 
 def _tcx_ids(iface, direction: str) -> list[int]:
-    from . import bpf
-    from .errors import LabError
-    try:
-        return bpf.tcx_prog_ids(iface, direction)
-    except LabError:   # a kernel without tcx
+    from . import bpf, libbpf
+    if not libbpf.tcx_supported():   # before 6.6: no tcx hooks to list
         return []
+    return bpf.tcx_prog_ids(iface, direction)
 
 
 def render(record) -> str:

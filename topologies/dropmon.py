@@ -63,6 +63,11 @@ class DropMonitor:
             import bcc  # noqa: F401
         except ImportError:
             return "drop reasons off: bcc not importable (apt-get install python3-bpfcc)"
+        release = os.uname().release
+        if not (os.path.exists(f"/lib/modules/{release}/build")
+                or os.path.exists("/sys/kernel/kheaders.tar.xz")):
+            return (f"drop reasons off: bcc finds no kernel headers for {release} "
+                    "(bash ci/setup.sh links Debian's)")
         path = _format_file()
         if not path:
             return ("drop reasons off: no skb:kfree_skb tracepoint "
