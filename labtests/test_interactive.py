@@ -73,3 +73,14 @@ def test_up_ls_exec_capture_down(lab_name):
 def test_exec_into_unknown_lab_or_node_is_one_line(lab_name):
     result = nslab("exec", lab_name, "node_a", "--", "true")
     assert result.returncode == 2 and f"no lab '{lab_name}'" in result.stderr
+
+
+@pytest.mark.parametrize("topology", sorted(TOPOLOGIES))
+def test_every_named_topology_comes_up_and_goes_down(lab_name, topology):
+    up = nslab("up", topology, "--name", lab_name)
+    assert up.returncode == 0, up.stderr
+    [record] = records_named(lab_name)
+    listing = nslab("ls", lab_name).stdout
+    assert all(f"node {node}" in listing for node in record.description["nodes"])
+    assert nslab("down", lab_name).returncode == 0
+    assert netns.names(record.prefix) == []

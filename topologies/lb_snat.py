@@ -32,6 +32,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
+from .knobs import KnobConfig
 from . import bpf
 
 if TYPE_CHECKING:
@@ -200,15 +201,12 @@ def stats(obj: "BpfObject") -> dict[str, int]:
 
 # -- the lab ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Config:
+class Config(KnobConfig):
+    KNOBS = KNOBS
+
     variant: str = "fixed"
     mode: str = "lb"              # lb: VIP DNAT + SNAT; snat: SNAT only
     forwarding: str = "redirect"  # redirect: the program's FIB redirect; stack: the LB's kernel
-
-    def __post_init__(self):
-        for knob, values in KNOBS.items():
-            if getattr(self, knob) not in values:
-                raise ValueError(f"{knob}={getattr(self, knob)!r}: one of {', '.join(values)}")
 
     @property
     def defines(self) -> dict:

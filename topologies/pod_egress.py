@@ -29,6 +29,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
+from .knobs import KnobConfig
 from . import bpf
 
 if TYPE_CHECKING:
@@ -142,22 +143,12 @@ KNOBS = {"link": LINKS, "variant": tuple(VARIANTS), "netkit_end": NETKIT_ENDS}
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(KnobConfig):
+    KNOBS = KNOBS
+
     link: str = "veth"
     variant: str = "no-rewrite"
     netkit_end: str = "peer"
-
-    def __post_init__(self):
-        for knob, value in self.knobs().items():
-            if value not in KNOBS[knob]:
-                raise ValueError(f"{knob}={value!r}: one of {', '.join(KNOBS[knob])}")
-
-    def knobs(self) -> dict[str, str]:
-        return {k: getattr(self, k) for k in KNOBS}
-
-    @property
-    def id(self) -> str:
-        return "-".join(self.knobs().values())
 
 
 def build(lab: "Lab", config: Config) -> PodEgress:

@@ -33,6 +33,7 @@ import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from .knobs import KnobConfig
 from . import firewall
 from .links import vxlan_info
 
@@ -127,24 +128,14 @@ KNOBS = {
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(KnobConfig):
+    KNOBS = KNOBS
+
     udpcsum: str = "udpcsum"
     vxlan_tx: str = "vxtx_on"
     underlay_tx: str = "ultx_on"
     nat: str = "nat_none"
     workaround: str = "none"
-
-    def __post_init__(self):
-        for knob, value in self.knobs().items():
-            if value not in KNOBS[knob]:
-                raise ValueError(f"{knob}={value!r}: one of {', '.join(KNOBS[knob])}")
-
-    def knobs(self) -> dict[str, str]:
-        return {k: getattr(self, k) for k in KNOBS}
-
-    @property
-    def id(self) -> str:
-        return "-".join(self.knobs().values())
 
 
 def matrix() -> Iterator[Config]:

@@ -26,6 +26,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+from .knobs import KnobConfig
 from . import bpf
 from .checksum import checksum, fold, ones_sum, pseudo_sum_v6
 from .errors import LabError
@@ -265,21 +266,11 @@ KNOBS = {"variant": tuple(VARIANTS), "mode": MODES}
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(KnobConfig):
+    KNOBS = KNOBS
+
     variant: str = "icmp-ip-csum"
     mode: str = "native"
-
-    def __post_init__(self):
-        for knob, value in self.knobs().items():
-            if value not in KNOBS[knob]:
-                raise ValueError(f"{knob}={value!r}: one of {', '.join(KNOBS[knob])}")
-
-    def knobs(self) -> dict[str, str]:
-        return {k: getattr(self, k) for k in KNOBS}
-
-    @property
-    def id(self) -> str:
-        return "-".join(self.knobs().values())
 
 
 def build(lab: "Lab", config: Config) -> XdpResponder:
