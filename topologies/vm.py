@@ -113,6 +113,7 @@ class Run:
     first_result_seconds: Optional[float] = None  # start → first test result
     tests_done: int = 0
     console_tail: list[str] = field(default_factory=list)
+    panic_line: str = ""           # the first panic/BUG line: the trace after it fills the tail
     detail: str = ""
 
     @property
@@ -204,6 +205,8 @@ class _Watcher:
         text = text.rstrip("\n")
         self.tail.append(text)
         run = self.run
+        if not run.panic_line and ("Kernel panic" in text or "BUG:" in text):
+            run.panic_line = text
         if GUEST_UP in text and run.boot_seconds is None:
             run.boot_seconds = now
             self.progress(f"[{run.kernel}] booted in {now:.1f} s: {text.split(GUEST_UP, 1)[1].strip()}")
@@ -346,7 +349,8 @@ def judge_guest(run: Run) -> None:
         run.exit_code = int(status.read_text().strip())
         run.state, run.detail = "completed", f"pytest exit {run.exit_code}"
         return
-    panic = next((l for l in run.console_tail if "Kernel panic" in l or "BUG:" in l), "")
+    panic = run.panic_line or next(
+        (l for l in run.console_tail if "Kernel panic" in l or "BUG:" in l), "")
     where = "during the tests" if (results / "started").exists() else "before the tests started"
     if run.state != "timeout":
         run.state = "crashed" if (results / "started").exists() else "no-boot"
