@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(clang llvm libbpf-dev libbpf1 libelf1 iproute2 iptables nftables ethtool
-      python3 python3-venv python3-bpfcc util-linux kmod tshark
+      python3 python3-venv python3-bpfcc util-linux kmod tshark iputils-ping tcpdump
       qemu-system-x86 busybox-static file)   # VMs for nslab matrix/bisect (virtme-ng)
 missing=()
 for p in "${pkgs[@]}"; do
