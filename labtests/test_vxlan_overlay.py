@@ -17,6 +17,11 @@ from topologies.verdict import Status, verify
 
 CONFIGS = list(vx.matrix())
 QUERIES = 3
+# The layers this scenario judges. Not the headers quoted in an ICMP error: a
+# reply that arrives after the client gave up draws a port unreachable, whose
+# quote holds the reply's checksum as a veth-only path left it (never
+# completed: no NIC on the way) — true bytes, but not this bug's.
+JUDGED = ("ipv4", "udp", "vxlan/ipv4", "vxlan/udp", "vxlan/tcp", "vxlan/icmp")
 
 
 def cases(check: str):
@@ -56,11 +61,11 @@ def test_checksums_on_the_wire(lab, capture, report_row, config):
     servers(overlay)
     cap = capture(overlay.node_b, "eth0")
     traffic.udp_request(overlay.node_a, overlay.destination, vx.DNS_PORT, count=QUERIES,
-                        timeout=0.3)
+                        timeout=1.0)
     traffic.tcp_connect(overlay.node_a, overlay.destination, vx.DNS_PORT, timeout=0.5)
     cap.stop()
     frames = [v for p, v in cap.result.verdicts() if is_vxlan(p.frame)]
-    bad = [v for v in frames if not v.ok]
+    bad = [v for v in frames if any(layer.path in JUDGED for layer in v.invalid)]
     outer = Status.DISABLED if config.udpcsum == "noudpcsum" else Status.VALID
     report_row(vx.SCENARIO, {"check": "wire", **config.knobs()}, known_bug=bug_id(config, "wire"),
                frames=len(frames), verdict=bad[0].summary().split(";")[0] if bad else "valid")
@@ -81,7 +86,7 @@ def test_delivery(lab, report_row, config):
     servers(overlay)
     before = overlay.node_b.snmp()
     udp = traffic.udp_request(overlay.node_a, overlay.destination, vx.DNS_PORT,
-                              count=QUERIES, timeout=0.5)
+                              count=QUERIES, timeout=1.0)
     tcp = traffic.tcp_transfer(overlay.node_a, overlay.destination, vx.DNS_PORT, nbytes=2048,
                                timeout=1.5)
     errors = overlay.node_b.snmp().delta(before).get("Udp.InCsumErrors", 0)
