@@ -6,6 +6,7 @@ tc filters, firewall rules and SNMP counters.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import TYPE_CHECKING
@@ -38,28 +39,28 @@ def collect(lab: "Lab", directory: str) -> list[str]:
     os.makedirs(directory, exist_ok=True)
     written, problems = [], []
 
-    def attempt(name: str, fn) -> None:
+    def attempt(path: str, write) -> None:
+        """``write(path)`` one piece; a failure is noted, the rest still written."""
         try:
-            written.append(fn())
+            write(path)
+            written.append(path)
         except Exception as exc:
-            problems.append(f"{name}: {exc}")
+            problems.append(f"{path}: {exc}")
 
     for i, cap in enumerate(lab.captures):
         stem = os.path.join(directory, safe_name(f"{i}-{cap.node.name}-{cap.device}"))
-        attempt(f"pcapng {stem}", lambda: cap.result.write_pcapng(stem + ".pcapng"))
-        attempt(f"verdicts {stem}", lambda: _write_verdicts(cap.result, stem + ".verdicts.txt"))
+        attempt(stem + ".pcapng", cap.result.write_pcapng)
+        attempt(stem + ".verdicts.txt", functools.partial(_write_verdicts, cap.result))
     for node in lab.nodes.values():
         node_dir = os.path.join(directory, node.name)
         os.makedirs(node_dir, exist_ok=True)
-        for filename, argv in NODE_COMMANDS.items():
-            path = os.path.join(node_dir, filename)
-            attempt(path, lambda: (_write(path, node.run(argv, check=False).stdout), path)[1])
-        path = os.path.join(node_dir, "tc-filters.txt")
-        attempt(path, lambda: (_write(path, _tc_filters(node)), path)[1])
-        path = os.path.join(node_dir, "firewall.txt")
-        attempt(path, lambda: (_write(path, firewall.dump(node)), path)[1])
-        path = os.path.join(node_dir, "snmp.txt")
-        attempt(path, lambda: (_write(path, _counters(node)), path)[1])
+        texts = {name: functools.partial(_command_output, node, argv)
+                 for name, argv in NODE_COMMANDS.items()}
+        texts.update({"tc-filters.txt": functools.partial(_tc_filters, node),
+                      "firewall.txt": functools.partial(firewall.dump, node),
+                      "snmp.txt": functools.partial(_counters, node)})
+        for name, text in texts.items():
+            attempt(os.path.join(node_dir, name), lambda path, text=text: _write(path, text()))
     if problems:
         path = os.path.join(directory, "collection-problems.txt")
         _write(path, "\n".join(problems) + "\n")
@@ -67,7 +68,11 @@ def collect(lab: "Lab", directory: str) -> list[str]:
     return written
 
 
-def _write_verdicts(result, path: str) -> str:
+def _command_output(node, argv) -> str:
+    return node.run(argv, check=False).stdout
+
+
+def _write_verdicts(result, path: str) -> None:
     lines = [f"# {result.node}:{result.device}: {len(result.packets)} frames, "
              f"kernel saw {result.kernel_seen}, dropped {result.kernel_drops}"]
     for n, pkt in enumerate(result.packets):
@@ -76,7 +81,6 @@ def _write_verdicts(result, path: str) -> str:
                          f"{verdict.summary()}")
             lines.append(verdict.show())
     _write(path, "\n".join(lines) + "\n")
-    return path
 
 
 def _tc_filters(node) -> str:

@@ -53,6 +53,7 @@ class Captured:
     status: int          # tpacket_auxdata.tp_status
     outgoing: bool
     orig_len: int
+    _verdicts: Optional[list[PacketVerdict]] = field(default=None, repr=False, compare=False)
 
     @property
     def csum_not_ready(self) -> bool:
@@ -63,7 +64,10 @@ class Captured:
         return self.orig_len > len(self.frame)
 
     def verdicts(self) -> list[PacketVerdict]:
-        return verify(self.frame, self.vnet, self.csum_not_ready)
+        """Judged once: tests, pcapng and artifacts all ask for the same frames."""
+        if self._verdicts is None:
+            self._verdicts = verify(self.frame, self.vnet, self.csum_not_ready)
+        return self._verdicts
 
 
 @dataclass

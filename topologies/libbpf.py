@@ -460,10 +460,12 @@ def _link_create_errno(attach_type: int) -> int:
         os.close(fd)
 
 
+@functools.lru_cache(maxsize=None)   # a property of the running kernel
 def tcx_supported() -> bool:
     return _link_create_errno(BPF_TCX_INGRESS) == errno.ENODEV
 
 
+@functools.lru_cache(maxsize=None)
 def netkit_supported() -> bool:
     return _link_create_errno(BPF_NETKIT_PRIMARY) == errno.ENODEV
 

@@ -11,7 +11,7 @@ were summed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from .checksum import checksum, fold, ones_sum, pseudo_sum_v4, pseudo_sum_v6
 from .layer_verdict import LayerVerdict, Status
@@ -23,6 +23,9 @@ from .packet_fields import (DEFAULT_VXLAN_PORTS, ETH_P_IP, ETH_P_IPV6, ETHERTYPE
                             IPPROTO_TCP, IPPROTO_UDP, IPV4_FIELDS, IPV6_EXT_FIELDS,
                             IPV6_EXT_HEADERS, IPV6_FIELDS, OTHER_REST, TCP_FIELDS, UDP_FIELDS,
                             VLAN_FIELDS, VLAN_TPIDS, VXLAN_FIELDS)
+
+if TYPE_CHECKING:
+    from .packet_fields import FieldSpec
 
 
 @dataclass

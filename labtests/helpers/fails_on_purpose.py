@@ -1,4 +1,6 @@
 """A lab test that fails on purpose: used to check --keep-failed and artifacts."""
+import pytest
+
 from topologies import traffic
 
 
@@ -10,4 +12,4 @@ def test_fails_with_a_lab(lab, capture):
     cap = capture(b, "eth0")
     traffic.ping(a, "10.0.0.2", count=1)
     cap.stop()
-    assert False, "failing on purpose"
+    pytest.fail("failing on purpose")
