@@ -20,10 +20,11 @@ import uuid
 
 import pytest
 
-from topologies import artifacts, owner, rootstate, sweep
-from topologies import report as report_mod
-from topologies.dropmon import HEADER, DropMonitor, describe
-from topologies.lab import SESSION_ENV, Lab, raise_on_termination
+from topologies.capture.drop_reasons import HEADER, DropMonitor
+from topologies.capture.drop_reasons import describe as describe_drops
+from topologies.lab import SESSION_ENV, Lab, owner, raise_on_termination, rootstate, sweep
+from topologies.report import artifacts, describe_lab
+from topologies.report import rows as report_mod
 
 RESULTS_DIR = os.environ.get("NSLAB_RESULTS", os.path.join(os.path.dirname(__file__), "results"))
 
@@ -153,7 +154,7 @@ def lab(request, root_required, drop_monitor):
             print(f"nslab artifacts: {where}", file=sys.stderr)
             if os.environ.get("NSLAB_KEEP_FAILED") == "1":
                 the_lab.record.name = artifacts.safe_name(request.node.name)[:60]
-                prefix = the_lab.hand_over()
+                prefix = the_lab.hand_over(describe_lab(the_lab))
                 print(f"nslab: kept lab {the_lab.record.name} ({prefix}) for inspection: "
                       f"nslab ls / exec / down {the_lab.record.name}", file=sys.stderr)
         elif os.environ.get("NSLAB_KEEP_PCAPNG") == "1" and the_lab.captures:
@@ -170,7 +171,7 @@ def _write_drops(where: str, monitor, before) -> None:
     if monitor is None:
         text = (DropMonitor.unavailable() or "drop reasons off: NSLAB_DROPMON=0") + "\n"
     else:
-        text = "\n".join([HEADER, *describe(monitor.since(before))]) + "\n"
+        text = "\n".join([HEADER, *describe_drops(monitor.since(before))]) + "\n"
     with open(os.path.join(where, "drops.txt"), "w") as f:
         f.write(text)
 
@@ -189,7 +190,7 @@ def pair(lab):
 @pytest.fixture
 def capture(lab):
     """``cap = capture(node, dev)``: started now, stopped at the latest with the test."""
-    from topologies.capture import Capture
+    from topologies import Capture
 
     def start(node, device: str) -> Capture:
         return Capture(node, device).start()

@@ -6,7 +6,7 @@
 #   cd ~/src/linux
 #   git bisect start v6.8 v6.7
 #   git bisect run /path/to/nslab/ci/git-bisect-run.sh \
-#       labtests/test_lab_core.py::test_netkit_pair_carries_traffic_in_l3_mode
+#       labtests/selftests/test_lab_core.py::test_netkit_pair_carries_traffic_in_l3_mode
 #
 # Options (environment):
 #   NSLAB_BISECT_GOOD_IF / NSLAB_BISECT_BAD_IF  outcomes for good/bad (nslab bisect --good-if/--bad-if)

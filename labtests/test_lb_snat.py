@@ -30,17 +30,31 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
-from scapy.layers.inet6 import (ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6EchoRequest,
-                                ICMPv6PacketTooBig, ICMPv6TimeExceeded, IPv6)
+from scapy.layers.inet6 import (
+    ICMPv6DestUnreach,
+    ICMPv6EchoReply,
+    ICMPv6EchoRequest,
+    ICMPv6PacketTooBig,
+    ICMPv6TimeExceeded,
+    IPv6,
+)
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
-from topologies import bpf, libbpf, traffic
-from topologies import lb_snat as ls
-from topologies.bpf_build import build
-from topologies.checksum import checksum, fold, ones_sum, pseudo_sum_v4, pseudo_sum_v6
-from topologies.lb_snat import FAMILIES, INNERS, PLANS, NatTuple
-from topologies.verdict import PacketVerdict, Status, verify
+from topologies import bpf, traffic
+from topologies.bpf import build, libbpf
+from topologies.scenarios import lb_snat as ls
+from topologies.scenarios.lb_snat import FAMILIES, INNERS, PLANS, NatTuple
+from topologies.verdict import (
+    PacketVerdict,
+    Status,
+    checksum,
+    fold,
+    ones_sum,
+    pseudo_sum_v4,
+    pseudo_sum_v6,
+    verify,
+)
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF)")
 

@@ -28,14 +28,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
-                                ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6)
+from scapy.layers.inet6 import (
+    ICMPv6EchoRequest,
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6NDOptDstLLAddr,
+    ICMPv6NDOptSrcLLAddr,
+    IPv6,
+)
 from scapy.layers.l2 import ARP, Ether
 
-from topologies import Unsupported, bpf, libbpf, traffic
-from topologies import pod_egress as pe
-from topologies.checksum import checksum
-from topologies.verdict import Status, verify
+from topologies import Unsupported, bpf, traffic
+from topologies.bpf import libbpf
+from topologies.scenarios import pod_egress as pe
+from topologies.verdict import Status, checksum, verify
 
 PINGS = 3
 ETHERTYPE = {"ipv4": 0x0800, "ipv6": 0x86DD}

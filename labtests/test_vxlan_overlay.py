@@ -11,8 +11,10 @@ import struct
 
 import pytest
 
-from topologies import Lab, conntrack, known_bugs, traffic
-from topologies import vxlan_overlay as vx
+from topologies import Lab, traffic
+from topologies.lab import conntrack
+from topologies.scenarios import known_bugs
+from topologies.scenarios import vxlan_overlay as vx
 from topologies.verdict import Status, verify
 
 CONFIGS = list(vx.matrix())

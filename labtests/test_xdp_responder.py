@@ -23,8 +23,9 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import ARP, Ether
 
-from topologies import bpf, libbpf, traffic
-from topologies import xdp_responder as xr
+from topologies import bpf, traffic
+from topologies.bpf import libbpf
+from topologies.scenarios import xdp_responder as xr
 from topologies.verdict import Status, verify
 
 SNMP = {"ipv4": "Icmp", "ipv6": "Icmp6"}

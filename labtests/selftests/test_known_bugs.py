@@ -1,0 +1,48 @@
+"""The known-bug table: version logic, condition matching, and the README in step."""
+
+import pytest
+
+from topologies.kernels import version
+from topologies.paths import PROJECT_ROOT
+from topologies.scenarios import known_bugs
+from topologies.scenarios import vxlan_overlay as vx
+
+README = str(PROJECT_ROOT / "README.md")
+FIX_2020 = ("5.7", "5.4.41", "4.19.123", "4.14.181")
+
+
+@pytest.mark.parametrize("release, fixed", [
+    ("5.4.40-1-amd64", False), ("5.4.41", True), ("4.19.122", False), ("4.19.123", True),
+    ("4.14.180", False), ("5.6.19", False), ("5.7.0", True), ("6.1.0-56-amd64", True),
+    ("4.9.337", False), ("6.18.44-fc-v595", True),
+])
+def test_fix_versions_follow_stable_branches(release, fixed):
+    assert version.is_fixed(release, FIX_2020) is fixed
+
+
+def test_an_open_bug_affects_every_kernel():
+    bug = next(b for b in known_bugs.BUGS if b.id == "vxlan-lco-nat-sport")
+    assert version.is_fixed("6.18.44", bug.fixed_in) is None
+    assert bug.affects("4.19.0") and bug.affects("6.18.44")
+
+
+def test_conditions_pick_exactly_the_broken_cells_of_the_matrix():
+    def broken(check):
+        return {c.id for c in vx.matrix()
+                if known_bugs.expectation(vx.SCENARIO, c.knobs(), check, release="6.18.44")}
+    assert broken("wire") == {
+        f"udpcsum-vxtx_on-{ul}-{nat}-none" for ul in ("ultx_on", "ultx_off")
+        for nat in ("masq_random_fully", "kube_proxy_pre_1_19")}
+    assert broken("delivery") == {
+        f"udpcsum-vxtx_on-ultx_off-{nat}-none"
+        for nat in ("masq_random_fully", "kube_proxy_pre_1_19")}
+    # On a 5.4.40 kernel the 2020 bug comes back for noudpcsum.
+    old = {c.id for c in vx.matrix()
+           if known_bugs.expectation(vx.SCENARIO, c.knobs(), "wire", release="5.4.40")}
+    assert "noudpcsum-vxtx_on-ultx_on-masquerade-none" in old
+
+
+def test_readme_shows_the_current_table():
+    with open(README) as f:
+        assert known_bugs.markdown_table() in f.read(), \
+            "README's known-bug table is stale: paste known_bugs.markdown_table()"

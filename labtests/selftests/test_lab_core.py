@@ -1,0 +1,166 @@
+"""The lab core on a real kernel: namespaces, links, addresses, routes,
+offloads, firewall rule sets and traffic helpers."""
+import socket
+
+import pytest
+
+from topologies import LabError, Unsupported, firewall, traffic
+from topologies.lab import netns
+from topologies.lab.links import vxlan_info
+
+
+def test_namespaces_carry_the_lab_prefix_and_go_with_the_lab(lab):
+    node = lab.add_node("solo")
+    assert node.netns.startswith(lab.prefix + "-")
+    assert node.netns in netns.names(lab.prefix)
+    assert node.links() == ["lo"]
+    lab.close()
+    assert netns.names(lab.prefix) == []
+
+
+def test_bad_node_name_is_a_one_line_error(lab):
+    with pytest.raises(LabError, match="bad node name"):
+        lab.add_node("Bad Name!")
+
+
+@pytest.mark.parametrize("dst", ["10.0.0.2", "fd00::2"], ids=["ipv4", "ipv6"])
+def test_veth_pair_carries_ping(pair, dst):
+    client, _ = pair
+    result = traffic.ping(client, dst, count=3)
+    assert (result.sent, result.received) == (3, 3), result.errors
+
+
+def test_sysctl_and_snmp_are_per_namespace(pair):
+    client, server = pair
+    client.sysctl("net.ipv4.ip_forward", "1")
+    assert client.sysctl("net.ipv4.ip_forward") == "1"
+    assert server.sysctl("net.ipv4.ip_forward") == "0"
+    before_c, before_s = client.snmp(), server.snmp()
+    traffic.ping(client, "10.0.0.2", count=4)
+    assert client.snmp().delta(before_c).get("Icmp.OutEchos") == 4
+    assert server.snmp().delta(before_s).get("Icmp.InEchos") == 4
+
+
+def test_routes_neighbours_and_mtu(lab):
+    """client — router — server: a route through the router, an MTU per link."""
+    client, router, server = (lab.add_node(n) for n in ("client", "router", "server"))
+    c0, r0 = lab.veth(client, "eth0", router, "eth0")
+    r1, s0 = lab.veth(router, "eth1", server, "eth0")
+    c0.add_addr("10.1.0.1/24"); r0.add_addr("10.1.0.254/24")
+    r1.add_addr("10.2.0.254/24"); s0.add_addr("10.2.0.1/24")
+    r1.set_mtu(1400); s0.set_mtu(1400)
+    router.sysctl("net.ipv4.ip_forward", "1")
+    client.add_route("10.2.0.0/24", via="10.1.0.254")
+    server.add_route("10.1.0.0/24", via="10.2.0.254")
+    assert client.route_get("10.2.0.1")["gateway"] == "10.1.0.254"
+    assert r1.mtu == 1400
+    assert traffic.ping(client, "10.2.0.1", count=1).received == 1
+    gateway = [n for n in client.neighbours("eth0") if n["dst"] == "10.1.0.254"]
+    assert gateway and gateway[0]["lladdr"] == r0.mac
+
+
+def test_tcp_bulk_with_df_learns_the_path_mtu(lab):
+    """A DF upload through a 1400-byte link completes only because the router's
+    frag-needed reaches the client kernel, which then caches the path MTU."""
+    client, router, server = (lab.add_node(n) for n in ("client", "router", "server"))
+    c0, r0 = lab.veth(client, "eth0", router, "eth0")
+    r1, s0 = lab.veth(router, "eth1", server, "eth0")
+    c0.add_addr("10.1.0.1/24"); r0.add_addr("10.1.0.254/24")
+    r1.add_addr("10.2.0.254/24"); s0.add_addr("10.2.0.1/24")
+    r1.set_mtu(1400)   # the server keeps 1500: its MSS does not hide the small hop
+    router.sysctl("net.ipv4.ip_forward", "1")
+    client.add_route("10.2.0.0/24", via="10.1.0.254")
+    server.add_route("10.1.0.0/24", via="10.2.0.254")
+    sink = traffic.TcpSinkServer(server, "10.2.0.1", 5001)
+    result = traffic.tcp_transfer(client, "10.2.0.1", sink.port, nbytes=2 << 20, timeout=20)
+    assert result.completed, result.error
+    assert client.route_get("10.2.0.1")["mtu"] == 1400
+
+
+def test_udp_and_tcp_helpers(pair):
+    client, server = pair
+    echo = traffic.UdpEchoServer(server, "::", 5353)
+    for dst in ("10.0.0.2", "fd00::2"):
+        result = traffic.udp_request(client, dst, echo.port, count=3)
+        assert result.answered == 3, result.errors
+    sink = traffic.TcpSinkServer(server, "::", 5002)
+    assert traffic.tcp_connect(client, "fd00::2", sink.port).connected
+    assert traffic.tcp_transfer(client, "10.0.0.2", sink.port, nbytes=100_000).completed
+
+
+def test_unanswered_traffic_is_reported_within_the_bound(pair):
+    client, _ = pair
+    udp = traffic.udp_request(client, "10.0.0.2", 9999, count=2, timeout=0.2)
+    assert udp.answered == 0 and len(udp.errors) == 2
+    tcp = traffic.tcp_connect(client, "10.0.0.3", 80, timeout=0.5)
+    assert not tcp.connected and tcp.error
+
+
+def test_offloads_are_read_and_set_by_ethtool_name(pair):
+    client, _ = pair
+    eth0 = client.iface("eth0")
+    assert eth0.feature("tx-checksum-ip-generic") is True
+    changed = eth0.set_offloads({"tx-checksum-ip-generic": False})
+    assert changed["tx-checksum-ip-generic"] is False
+    assert eth0.feature("tx-checksum-ip-generic") is False
+    eth0.set_offloads({"tx": True})
+    assert eth0.feature("tx-checksum-ip-generic") is True
+    with pytest.raises(LabError, match="unknown ethtool feature"):
+        eth0.set_offloads({"no-such-feature": False})
+
+
+@pytest.mark.parametrize("kind", ["iptables", "nft"])
+def test_firewall_rule_sets_apply_and_remove(pair, kind):
+    client, server = pair
+    echo = traffic.UdpEchoServer(server, "10.0.0.2", 7000)
+    rules = {
+        "iptables": "*filter\n:LAB-IN - [0:0]\n-A INPUT -j LAB-IN\n"
+                    "-A LAB-IN -p udp --dport 7000 -j DROP\nCOMMIT\n",
+        "nft": "table inet lab { chain input { type filter hook input priority 0; "
+               "udp dport 7000 drop; }; }\n",
+    }[kind]
+    apply = firewall.apply_iptables if kind == "iptables" else firewall.apply_nft
+    before = firewall.rules(server)
+    applied = apply(server, rules)
+    assert firewall.rules(server) != before
+    assert traffic.udp_request(client, "10.0.0.2", echo.port, count=1, timeout=0.3).answered == 0
+    applied.remove()
+    assert traffic.udp_request(client, "10.0.0.2", echo.port, count=1).answered == 1
+    assert firewall.rules(server) == before
+
+
+def test_bad_firewall_text_is_a_one_line_error(pair):
+    _, server = pair
+    with pytest.raises(LabError, match="iptables-restore"):
+        firewall.apply_iptables(server, "*filter\n-A NOPE -j DROP\nCOMMIT\n")
+
+
+@pytest.mark.parametrize("udpcsum", [True, False], ids=["udpcsum", "noudpcsum"])
+def test_vxlan_link_carries_traffic(pair, lab, udpcsum):
+    client, server = pair
+    for node, local, remote, overlay in ((client, "10.0.0.1", "10.0.0.2", "10.244.0.1/24"),
+                                         (server, "10.0.0.2", "10.0.0.1", "10.244.0.2/24")):
+        vx = lab.vxlan(node, "vx0", vni=42, local=local, remote=remote, underlay="eth0",
+                       udpcsum=udpcsum)
+        vx.add_addr(overlay)
+    assert vxlan_info(client, "vx0")["IFLA_VXLAN_UDP_CSUM"] == int(udpcsum)
+    result = traffic.ping(client, "10.244.0.2", count=3)
+    assert result.received == 3, result.errors
+
+
+def test_netkit_pair_carries_traffic_in_l3_mode(lab):
+    a, b = lab.add_node("host"), lab.add_node("pod")
+    try:
+        primary, peer = lab.netkit(a, "nk0", b, "nk1", mode="l3")
+    except Unsupported as exc:
+        pytest.skip(str(exc))
+    primary.add_addr("10.3.0.1/24")
+    peer.add_addr("10.3.0.2/24")
+    assert peer.info()["flags"] & 0x80  # IFF_NOARP in L3 mode
+    assert traffic.ping(b, "10.3.0.1", count=2).received == 2
+
+
+def test_sockets_are_created_inside_the_node(pair):
+    client, _ = pair
+    with client.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("10.0.0.1", 0))   # only exists inside the client namespace

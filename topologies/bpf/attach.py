@@ -1,0 +1,253 @@
+"""Attach loaded programs to a node's devices: tc (clsact), XDP, tcx and netkit.
+
+Every attach registers its undo on the lab's cleanup stack right away and
+returns an :class:`Attachment` whose ``detach()`` runs that undo early.
+Detaching runs on lab close too (``defer``, not ``defer_within``): a program
+must not outlive its lab because something else still pins the namespace.
+tc and XDP go through the node's netlink socket (main thread only); tcx and
+netkit are BPF links made with ``BPF_LINK_CREATE`` on the node's thread,
+because the kernel looks the ifindex up in the caller's namespace. A link
+lives as long as its fd: detaching is closing it.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ..errors import LabError, Unsupported
+from . import libbpf
+
+if TYPE_CHECKING:
+    from ..lab.cleanup import Deferred
+    from ..lab.iface import Iface
+    from .libbpf import Program
+
+TC_PARENTS = {"ingress": "ffff:fff2", "egress": "ffff:fff3"}  # clsact's two hooks
+TC_PARENT_IDS = {"ingress": 0xFFFFFFF2, "egress": 0xFFFFFFF3}
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1
+XDP_FLAGS_REPLACE = 16
+XDP_MODE_FLAGS = {"generic": 2, "native": 4}   # XDP_FLAGS_SKB_MODE, XDP_FLAGS_DRV_MODE
+XDP_ATTACHED = {0: None, 1: "native", 2: "generic", 3: "offload", 4: "multi",
+                "xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload",
+                "xdpmulti": "multi"}  # IFLA_XDP_ATTACHED, as a number or pyroute2's name
+TCX_TYPES = {"ingress": libbpf.BPF_TCX_INGRESS, "egress": libbpf.BPF_TCX_EGRESS}
+NETKIT_TYPES = {"primary": libbpf.BPF_NETKIT_PRIMARY, "peer": libbpf.BPF_NETKIT_PEER}
+GONE = (errno.ENODEV, errno.ENOENT)
+
+
+@dataclass
+class Attachment:
+    """A program on a hook; ``detach()`` is idempotent and also runs on lab close."""
+    hook: str                 # e.g. "tc ingress", "xdp generic", "tcx egress"
+    iface: "Iface"
+    prog: "Program"
+    _undo: Optional["Deferred"] = field(default=None, repr=False)
+
+    @property
+    def attached(self) -> bool:
+        return self._undo is not None
+
+    def detach(self) -> None:
+        undo, self._undo = self._undo, None
+        if undo is not None:
+            undo.run_now()
+
+
+@dataclass
+class TcAttachment(Attachment):
+    prio: int = 1
+    handle: int = 1
+
+
+@dataclass
+class XdpAttachment(Attachment):
+    mode: str = "native"      # the mode the kernel reports, read back after attaching
+
+
+@dataclass
+class LinkAttachment(Attachment):
+    link_fd: int = -1
+    attach_type: int = 0
+
+
+def _check(value: str, table: dict, what: str) -> None:
+    if value not in table:
+        raise LabError(f"{what} must be one of {', '.join(map(str, table))}, not {value!r}")
+
+
+def _netlink_error(what: str, exc: NetlinkError) -> LabError:
+    return LabError(f"{what}: {exc.args[1] if len(exc.args) > 1 else os.strerror(exc.code)}")
+
+
+def _tolerate_gone(fn, *args, codes=GONE, **kwargs) -> None:
+    """An undo that is fine with its object gone already (e.g. with its device)."""
+    try:
+        fn(*args, **kwargs)
+    except NetlinkError as exc:
+        if exc.code not in codes:
+            raise
+
+
+# -- tc (clsact) -----------------------------------------------------------------
+def _ensure_clsact(iface: "Iface", index: int) -> None:
+    """Add clsact unless present; only a qdisc we added is ours to remove. It holds
+    nothing of ours once our filters are gone, so on lab close it simply goes
+    with the namespace (``defer_within``)."""
+    ipr = iface.node.ipr
+    try:
+        ipr.tc("add", "clsact", index)
+    except NetlinkError as exc:
+        if exc.code == errno.EEXIST:
+            return
+        raise _netlink_error(f"{iface}: add clsact", exc) from None
+    iface.node.lab.defer_within(_tolerate_gone, ipr.tc, "del", "clsact", index,
+                                codes=GONE + (errno.EINVAL,), what=f"clsact on {iface}")
+
+
+def attach_tc(iface: "Iface", prog: "Program", direction: str = "ingress", *,
+              prio: int = 1, handle: int = 1) -> TcAttachment:
+    """A direct-action cls_bpf filter on clsact ingress or egress."""
+    _check(direction, TC_PARENTS, "tc direction")
+    index, ipr = iface.index, iface.node.ipr
+    _ensure_clsact(iface, index)
+    hook = f"tc {direction}"
+    try:
+        ipr.tc("add-filter", "bpf", index, handle, fd=prog.fd, name=prog.name,
+               parent=TC_PARENTS[direction], classid=1, direct_action=True, prio=prio)
+    except NetlinkError as exc:
+        raise _netlink_error(f"{iface}: {hook} filter {prog.name} (prio {prio})", exc) from None
+    undo = iface.node.lab.defer(_tolerate_gone, ipr.tc, "del-filter", "bpf", index, handle,
+                                parent=TC_PARENTS[direction], prio=prio,
+                                what=f"{hook} filter {prog.name} on {iface}")
+    return TcAttachment(hook, iface, prog, undo, prio=prio, handle=handle)
+
+
+def tc_filters(iface: "Iface", direction: str = "ingress") -> list[dict]:
+    """The cls_bpf filters on a clsact hook: name, prio and handle of each."""
+    _check(direction, TC_PARENTS, "tc direction")
+    out = []
+    try:
+        msgs = iface.node.ipr.get_filters(index=iface.index, parent=TC_PARENT_IDS[direction])
+    except NetlinkError as exc:
+        if exc.code in (errno.EINVAL, errno.ENOENT):  # no clsact, so no filters
+            return []
+        raise _netlink_error(f"{iface}: list tc filters", exc) from None
+    for msg in msgs:
+        if msg.get_attr("TCA_KIND") == "bpf" and msg["handle"]:
+            options = msg.get_attr("TCA_OPTIONS")
+            out.append({"name": options.get_attr("TCA_BPF_NAME") if options else None,
+                        "prio": msg["info"] >> 16, "handle": msg["handle"]})
+    return out
+
+
+# -- XDP -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class XdpState:
+    mode: Optional[str]       # None, "native", "generic", "offload", "multi"
+    prog_id: int
+
+
+def xdp_state(iface: "Iface") -> XdpState:
+    msg = iface.node.ipr.link("get", index=iface.index)[0]
+    xdp = msg.get_attr("IFLA_XDP")
+    if xdp is None:
+        return XdpState(None, 0)
+    return XdpState(XDP_ATTACHED.get(xdp.get_attr("IFLA_XDP_ATTACHED") or 0, "unknown"),
+                    xdp.get_attr("IFLA_XDP_PROG_ID") or 0)
+
+
+def _set_xdp(iface: "Iface", index: int, attrs: list) -> None:
+    iface.node.ipr.link("set", index=index, xdp={"attrs": attrs})
+
+
+def _detach_xdp(iface: "Iface", index: int, mode_flag: int, prog_fd: int) -> None:
+    """Remove our program only: XDP_FLAGS_REPLACE with the expected fd refuses
+    to remove a program someone attached after us."""
+    try:
+        _tolerate_gone(_set_xdp, iface, index, [("IFLA_XDP_FD", -1),
+                                                ("IFLA_XDP_EXPECTED_FD", prog_fd),
+                                                ("IFLA_XDP_FLAGS", mode_flag | XDP_FLAGS_REPLACE)])
+    finally:
+        os.close(prog_fd)
+
+
+def attach_xdp(iface: "Iface", prog: "Program", mode: str = "native") -> XdpAttachment:
+    """XDP in ``native`` (driver) or ``generic`` (skb) mode; never a silent fallback:
+    the mode flag is explicit and the mode the kernel reports is checked."""
+    _check(mode, XDP_MODE_FLAGS, "XDP mode")
+    index, flag, hook = iface.index, XDP_MODE_FLAGS[mode], f"xdp {mode}"
+    try:
+        _set_xdp(iface, index, [("IFLA_XDP_FD", prog.fd),
+                                ("IFLA_XDP_FLAGS", flag | XDP_FLAGS_UPDATE_IF_NOEXIST)])
+    except NetlinkError as exc:
+        if exc.code == errno.EOPNOTSUPP:
+            raise Unsupported(f"{iface}: the driver has no {hook} "
+                              f"({exc.args[1] if len(exc.args) > 1 else 'EOPNOTSUPP'})") from None
+        raise _netlink_error(f"{iface}: {hook} {prog.name}", exc) from None
+    # The undo owns a duplicate of the program fd: it names the program it may remove.
+    undo = iface.node.lab.defer(_detach_xdp, iface, index, flag, os.dup(prog.fd),
+                                what=f"{hook} {prog.name} on {iface}")
+    attachment = XdpAttachment(hook, iface, prog, undo, mode=mode)
+    state = xdp_state(iface)
+    if state.mode != mode or state.prog_id != prog.id:
+        attachment.detach()
+        raise LabError(f"{iface}: asked for {hook} of {prog.name} (id {prog.id}), "
+                       f"kernel reports {state.mode} with program id {state.prog_id}")
+    return attachment
+
+
+# -- BPF links: tcx and netkit --------------------------------------------------------
+def _link(iface: "Iface", prog: "Program", attach_type: int, hook: str,
+          **link_opts) -> LinkAttachment:
+    index = iface.index
+    link_fd = iface.node.call(libbpf.link_create, prog.fd, index, attach_type, **link_opts)
+    undo = iface.node.lab.defer(os.close, link_fd, what=f"{hook} link {prog.name} on {iface}")
+    return LinkAttachment(hook, iface, prog, undo, link_fd=link_fd, attach_type=attach_type)
+
+
+def attach_tcx(iface: "Iface", prog: "Program", direction: str = "ingress", *,
+               flags: int = 0, relative_fd: int = 0,
+               expected_revision: int = 0) -> LinkAttachment:
+    """A tcx link (kernel >= 6.6); by default appended after the hook's programs."""
+    _check(direction, TCX_TYPES, "tcx direction")
+    libbpf.require_tcx()
+    hook = f"tcx {direction}"
+    try:
+        return _link(iface, prog, TCX_TYPES[direction], hook, flags=flags,
+                     relative_fd=relative_fd, expected_revision=expected_revision)
+    except OSError as exc:
+        raise LabError(f"{iface}: {hook} {prog.name}: {exc.strerror}") from None
+
+
+NETKIT_ERRORS = {errno.ENXIO: "is not a netkit device",
+                 errno.EACCES: "is a netkit peer; attach on the primary (end='peer' "
+                               "puts the program on the peer's side)"}
+
+
+def attach_netkit(primary: "Iface", prog: "Program", end: str = "primary") -> LinkAttachment:
+    """A netkit link: the program runs on the ``primary`` or the ``peer`` side's
+    transmit path; both are attached through the primary device."""
+    _check(end, NETKIT_TYPES, "netkit end")
+    libbpf.require_netkit()
+    hook = f"netkit {end}"
+    try:
+        return _link(primary, prog, NETKIT_TYPES[end], hook)
+    except OSError as exc:
+        reason = (f"{primary} {NETKIT_ERRORS[exc.errno]}" if exc.errno in NETKIT_ERRORS
+                  else exc.strerror)
+        raise LabError(f"{primary}: {hook} {prog.name}: {reason}") from None
+
+
+def link_prog_ids(iface: "Iface", attach_type: int) -> list[int]:
+    """Program ids on a tcx or netkit hook of ``iface``, in run order."""
+    index = iface.index
+    return iface.node.call(libbpf.mprog_query, index, attach_type).prog_ids
+
+
+def tcx_prog_ids(iface: "Iface", direction: str = "ingress") -> list[int]:
+    _check(direction, TCX_TYPES, "tcx direction")
+    return link_prog_ids(iface, TCX_TYPES[direction])

@@ -1,0 +1,81 @@
+"""The ``nslab`` command."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import LabError
+
+
+def cmd_doctor(args) -> int:
+    from . import doctor
+    checks = doctor.run_checks()
+    print(doctor.report(checks))
+    missing = doctor.essential_missing(checks)
+    if missing:
+        print(f"\nnslab doctor: missing essentials: {', '.join(c.name for c in missing)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from ..lab import sweep
+    if args.dry_run:
+        for record in sweep.orphans():
+            print(f"would remove {record.prefix} (owner pid {record.pid} is gone)")
+        return 0
+    removed = sweep.sweep()
+    for swept in removed:
+        extra = f", stopped pids {swept.processes}" if swept.processes else ""
+        print(f"removed {swept.prefix} (owner pid {swept.owner_pid} is gone): "
+              f"{len(swept.namespaces)} namespaces{extra}")
+    if not removed:
+        print("nothing to sweep")
+    return 0
+
+
+class Parser(argparse.ArgumentParser):
+    """Bad input: one line on stderr and exit 2 (no usage dump)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+# Modules that add their own subcommands: each has ``register(subparsers)``.
+COMMAND_MODULES: tuple[str, ...] = ("topologies.cli.run", "topologies.cli.lab_commands",
+                                     "topologies.cli.matrix", "topologies.cli.bisect")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="nslab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=Parser)
+
+    p = sub.add_parser("doctor", help="check root, kernel features and tools")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("sweep", help="remove labs whose owner process died")
+    p.add_argument("--dry-run", action="store_true", help="only list them")
+    p.set_defaults(func=cmd_sweep)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LabError as exc:
+        print(f"nslab: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nslab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""``nslab matrix``: the selected lab tests on several kernels, one table."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..kernels import images, vm
+from ..kernels.matrix import REPO, closing_line, render, run_matrix, save
+
+
+def cmd_matrix(args) -> int:
+    vm.handle_signals()
+    specs = list(args.kernel or [])
+    if args.kernels_file:
+        specs += images.read_list(args.kernels_file)
+    if args.list:
+        for spec in specs:
+            print(spec)
+        return 0
+    directory = Path(args.results or REPO / "results" / time.strftime("matrix-%Y%m%d-%H%M%S"))
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    progress = vm.printer()
+    results = run_matrix(specs, args.selection, directory, timeout=args.timeout,
+                         jobs=args.jobs, cpus=args.cpus, memory=args.memory, progress=progress)
+    for result in results:
+        result.no_skips = args.no_skips
+    table = render(results, only_differences=args.only_differences)
+    save(results, directory, render(results))
+    print("\n" + table)
+    print(f"\nnslab matrix: results in {directory}")
+    print(closing_line(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "matrix", help="run lab tests on several kernels (VMs) and print test x kernel",
+        description="Run the selected lab tests on each kernel (host, deb:<version>, or a "
+                    "kernel image path) and print one table test x kernel.")
+    p.add_argument("--kernel", action="append", metavar="SPEC",
+                   help="host | deb:<version> | IMAGE[,modules=DIR] (repeatable)")
+    p.add_argument("--kernels-file", metavar="FILE", help="kernel specs, one per line")
+    p.add_argument("--list", action="store_true", help="only print the kernel specs")
+    p.add_argument("-n", "--jobs", default="2", help="pytest-xdist workers per kernel (default 2)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per kernel (default 3600)")
+    p.add_argument("--cpus", type=int, default=2, help="vCPUs per VM (default 2)")
+    p.add_argument("--memory", default="2G", help="memory per VM (default 2G)")
+    p.add_argument("--results", metavar="DIR", help="results directory")
+    p.add_argument("--no-skips", action="store_true",
+                   help="a skipped test fails its kernel (for selections that must really run)")
+    p.add_argument("--only-differences", action="store_true",
+                   help="print only tests whose outcome differs between kernels")
+    p.add_argument("selection", nargs=argparse.REMAINDER,
+                   help="pytest selection (files, ids, -k/-m ...; default: "
+                        "labtests -m 'lab and not vm': the tests that touch the kernel)")
+    p.set_defaults(func=cmd_matrix)

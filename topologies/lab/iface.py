@@ -1,0 +1,109 @@
+"""A device inside a node: state, MTU, addresses and offloads."""
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from typing import TYPE_CHECKING, Mapping, Optional
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ..errors import LabError
+from . import ifflags, offloads
+
+if TYPE_CHECKING:
+    from .node import Node
+
+IFA_F_NODAD = 0x02
+RTN_LOCAL = 2
+
+
+class Iface:
+    def __init__(self, node: "Node", name: str):
+        self.node, self.name = node, name
+        self._index: Optional[int] = None
+
+    def __repr__(self) -> str:
+        return f"{self.node.name}:{self.name}"
+
+    @property
+    def index(self) -> int:
+        # An ifindex never changes while the device lives in this namespace.
+        if self._index is None:
+            self._index = self.node.ifindex(self.name)
+        return self._index
+
+    def _set(self, **attrs) -> "Iface":
+        # By name when the index is not known yet: the kernel resolves it (one round trip).
+        where = {"index": self._index} if self._index else {"ifname": self.name}
+        try:
+            self.node.ipr.link("set", **where, **attrs)
+        except NetlinkError as exc:
+            raise LabError(f"{self}: set {attrs}: {exc.args[1]}") from None
+        return self
+
+    def up(self) -> "Iface":
+        self.node.call(ifflags.set_up, self.name)
+        return self
+
+    def down(self) -> "Iface":
+        return self._set(state="down")
+
+    def set_mtu(self, mtu: int) -> "Iface":
+        return self._set(mtu=mtu)
+
+    def info(self) -> dict:
+        msg = self.node.ipr.link("get", index=self.index)[0]
+        return {"ifname": self.name, "index": msg["index"], "flags": msg["flags"],
+                "mtu": msg.get_attr("IFLA_MTU"), "mac": msg.get_attr("IFLA_ADDRESS"),
+                "state": msg.get_attr("IFLA_OPERSTATE"),
+                "kind": (msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "")}
+
+    @property
+    def mac(self) -> str:
+        return self.info()["mac"]
+
+    @property
+    def mtu(self) -> int:
+        return self.info()["mtu"]
+
+    def add_addr(self, cidr: str) -> "Iface":
+        """Add ``addr/len`` (IPv4 or IPv6; IPv6 skips duplicate address detection)."""
+        iface = ipaddress.ip_interface(cidr)
+        spec = dict(index=self.index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+        if iface.version == 6:
+            spec.update(family=socket.AF_INET6, flags=IFA_F_NODAD)
+        try:
+            self.node.ipr.addr("add", **spec)
+        except NetlinkError as exc:
+            raise LabError(f"{self}: address {cidr}: {exc.args[1]}") from None
+        if iface.version == 6:
+            self._wait_local_route(str(iface.ip))
+        return self
+
+    def _wait_local_route(self, address: str, timeout: float = 5.0) -> None:
+        """IPv6 finishes an address on a workqueue (even without DAD): only then
+        is its local route in place and its solicited-node group joined. Until
+        then packets to it, neighbour solicitations included, are dropped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msgs = self.node.ipr.route("get", dst=address, family=socket.AF_INET6)
+            if msgs and msgs[0]["type"] == RTN_LOCAL:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"{self}: {address} not usable after {timeout}s")
+            time.sleep(0.001)
+
+    def addresses(self) -> list[str]:
+        return [f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}"
+                for m in self.node.ipr.addr("dump", index=self.index)]
+
+    def features(self) -> dict[str, bool]:
+        return offloads.get_features(self.node, self.name)
+
+    def set_offloads(self, settings: Mapping[str, bool]) -> dict[str, bool]:
+        """``iface.set_offloads({"tx-checksum-ip-generic": False})``; returns what changed."""
+        return offloads.set_features(self.node, self.name, settings)
+
+    def feature(self, name: str) -> Optional[bool]:
+        return self.features().get(name)

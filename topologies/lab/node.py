@@ -1,0 +1,215 @@
+"""A node: one lab namespace with its netlink socket and a thread inside it."""
+from __future__ import annotations
+
+import errno
+import shlex
+import socket
+import subprocess
+from concurrent.futures import BrokenExecutor
+from typing import TYPE_CHECKING, Optional, Sequence, Union
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ..errors import LabError
+from . import ifflags, netns, snmp
+from .iface import Iface
+
+if TYPE_CHECKING:
+    from .lab import Lab
+
+Command = Union[str, Sequence[str]]
+
+# Set in every new namespace, before any link exists: labs must not wait for
+# IPv6 duplicate address detection, and ICMP datagram ("ping") sockets must be
+# allowed for the traffic helpers.
+NODE_SYSCTLS = {
+    "net.ipv6.conf.all.accept_dad": "0",
+    "net.ipv6.conf.default.accept_dad": "0",
+    "net.ipv4.ping_group_range": "0 2147483647",
+}
+
+
+def _prepare_inside() -> int:
+    """On the node's thread, in one go: sysctls, loopback up, and the netlink
+    socket for pyroute2 (returned as a bare fd)."""
+    for key, value in NODE_SYSCTLS.items():
+        with open(_sysctl_path(key), "w") as f:
+            f.write(value)
+    ifflags.set_up("lo")
+    return _netlink_socket()
+
+
+def _netlink_socket() -> int:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0).detach()
+
+
+def _argv(command: Command) -> list[str]:
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def _sysctl_path(key: str) -> str:
+    return "/proc/sys/" + key.replace(".", "/")
+
+
+class Node:
+    """A namespace in a lab. ``ipr`` is a pyroute2 ``IPRoute`` bound to it;
+    use it from the thread that built the lab (pyroute2 sockets are per thread)."""
+
+    def __init__(self, lab: "Lab", name: str, existing: Optional[str] = None):
+        """A new namespace named after the lab, or (``existing``) a namespace
+        someone else owns, which this node then only looks into."""
+        self.lab, self.name = lab, name
+        self.netns = existing or f"{lab.prefix}-{name}"
+        try:
+            self._thread = netns.NamespaceThread(self.netns, create=existing is None)
+        except BrokenExecutor as exc:
+            raise LabError(f"cannot {'enter' if existing else 'create'} namespace "
+                           f"{self.netns}: {exc.__cause__ or exc}") from None
+        if existing is None:
+            lab.defer(netns.remove, self.netns, what=f"namespace {self.netns}")
+        lab.defer(self._thread.close, what=f"thread in {self.netns}")
+        fd = self.call(_prepare_inside if existing is None else _netlink_socket)
+        # flags=0: never let a typo create a namespace behind our back.
+        self.ipr = IPRoute(fileno=fd, flags=0)
+        lab.defer(self.ipr.close, what=f"netlink socket of {self.netns}")
+
+    def __repr__(self) -> str:
+        return f"Node({self.name!r}, netns={self.netns!r})"
+
+    # -- running things inside -------------------------------------------------
+    def call(self, fn, *args, **kwargs):
+        """Run ``fn`` on this node's thread, inside the namespace."""
+        return self._thread.call(fn, *args, **kwargs)
+
+    def socket(self, family: int = socket.AF_INET, type: int = socket.SOCK_DGRAM,
+               proto: int = 0) -> socket.socket:
+        """A socket created inside the namespace (usable from any thread)."""
+        return self.call(socket.socket, family, type, proto)
+
+    def run(self, command: Command, *, check: bool = True, timeout: float = 30,
+            input: Optional[str] = None) -> subprocess.CompletedProcess:
+        """Run a command inside the namespace; it inherits the thread's netns."""
+        argv = _argv(command)
+        try:
+            proc = self.call(subprocess.run, argv, input=input, capture_output=True,
+                             text=True, timeout=timeout)
+        except FileNotFoundError:
+            raise LabError(f"{argv[0]}: command not found (in node {self.name})") from None
+        except subprocess.TimeoutExpired:
+            raise LabError(f"{shlex.join(argv)} timed out after {timeout}s in node {self.name}") \
+                from None
+        if check and proc.returncode != 0:
+            raise LabError(f"{shlex.join(argv)} failed in node {self.name} "
+                           f"(exit {proc.returncode}): {_first_error(proc)}")
+        return proc
+
+    def popen(self, command: Command, **kwargs) -> subprocess.Popen:
+        """Start a background process inside the namespace; it is stopped on cleanup."""
+        kwargs.setdefault("stdout", subprocess.DEVNULL)
+        kwargs.setdefault("stderr", subprocess.DEVNULL)
+        proc = self.call(subprocess.Popen, _argv(command), **kwargs)
+        self.lab.defer(_stop_process, proc, what=f"process {proc.pid} in {self.name}")
+        return proc
+
+    # -- state inside ----------------------------------------------------------
+    def sysctl(self, key: str, value: Optional[str] = None) -> str:
+        """Read, or write then read back, a sysctl of this namespace."""
+        path = _sysctl_path(key)
+
+        def access() -> str:
+            if value is not None:
+                with open(path, "w") as f:
+                    f.write(str(value))
+            with open(path) as f:
+                return f.read().strip()
+        try:
+            return self.call(access)
+        except OSError as exc:
+            raise LabError(f"sysctl {key} in node {self.name}: {exc.strerror}") from None
+
+    def snmp(self) -> snmp.Counters:
+        return self.call(snmp.read_here)
+
+    def iface(self, name: str) -> Iface:
+        return Iface(self, name)
+
+    def ifindex(self, name: str) -> int:
+        try:
+            return self.call(socket.if_nametoindex, name)   # an ioctl: cheaper than netlink
+        except OSError:
+            raise LabError(f"no device {name!r} in node {self.name}") from None
+
+    def add_route(self, dst: str, *, via: Optional[str] = None, dev: Optional[str] = None,
+                  mtu: Optional[int] = None, **extra) -> None:
+        spec = dict(dst=dst, **extra)
+        if via:
+            spec["gateway"] = via
+        if dev:
+            spec["oif"] = self.ifindex(dev)
+        if mtu:
+            spec["metrics"] = {"attrs": [("RTAX_MTU", mtu)]}
+        if ":" in dst or (via and ":" in via):
+            spec["family"] = socket.AF_INET6
+        try:
+            self.ipr.route("add", **spec)
+        except NetlinkError as exc:
+            raise LabError(f"route add {dst} in node {self.name}: {exc.args[1]}") from None
+        self.lab.defer_within(_ignore_gone, self.ipr.route, "del",
+                              what=f"route {dst} in {self.name}", **spec)
+
+    def route_get(self, dst: str) -> dict:
+        """The kernel's route to ``dst``, with the learned path MTU when cached."""
+        family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+        msg = self.ipr.route("get", dst=dst, family=family)[0]
+        metrics = msg.get_attr("RTA_METRICS")
+        mtu = metrics.get_attr("RTAX_MTU") if metrics else None
+        oif = msg.get_attr("RTA_OIF")
+        return {"dst": dst, "gateway": msg.get_attr("RTA_GATEWAY"),
+                "prefsrc": msg.get_attr("RTA_PREFSRC"), "oif": oif,
+                "dev": self._ifname(oif) if oif else None, "mtu": mtu}
+
+    def neighbours(self, dev: Optional[str] = None) -> list[dict]:
+        query = {"ifindex": self.ifindex(dev)} if dev else {}
+        out = []
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for msg in self.ipr.neigh("dump", family=family, **query):
+                out.append({"dst": msg.get_attr("NDA_DST"), "lladdr": msg.get_attr("NDA_LLADDR"),
+                            "dev": self._ifname(msg["ifindex"]), "state": msg["state"]})
+        return out
+
+    def links(self) -> list[str]:
+        return [msg.get_attr("IFLA_IFNAME") for msg in self.ipr.link("dump")]
+
+    def _ifname(self, index: int) -> Optional[str]:
+        msgs = self.ipr.link("get", index=index)
+        return msgs[0].get_attr("IFLA_IFNAME") if msgs else None
+
+
+GONE = (errno.ENODEV, errno.ESRCH, errno.ENOENT, errno.EADDRNOTAVAIL)
+
+
+def _first_error(proc: subprocess.CompletedProcess) -> str:
+    """The line that says what went wrong (tools put carets and context after it)."""
+    lines = [l.strip() for l in (proc.stderr or proc.stdout or "").splitlines() if l.strip()]
+    flagged = [l for l in lines if "rror" in l]
+    return (flagged or lines or [""])[0]
+
+
+def _ignore_gone(fn, *args, **kwargs) -> None:
+    """Undo that tolerates the object being gone already (e.g. with its device)."""
+    try:
+        fn(*args, **kwargs)
+    except NetlinkError as exc:
+        if exc.code not in GONE:
+            raise
+
+
+def _stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=3)

@@ -1,0 +1,140 @@
+"""GSO: cutting a super-packet into the frames a wire carries.
+
+Modelled on the kernel's software segmentation (tcp_gso_segment,
+__udp_gso_segment, __skb_udp_tunnel_segment, inet_gso_segment,
+ipv6_gso_segment), which is also what TSO/USO hardware produces:
+
+- the headers up to the end of the segmented L4 header are copied into every
+  segment, the payload is cut every ``gso_size`` bytes;
+- every IPv4 header on the way gets its total length, an id incremented per
+  segment, and a fresh header checksum; every IPv6 header its payload length;
+- TCP: sequence number advanced, FIN and PSH only on the last segment, CWR only
+  on the first; UDP (USO): the UDP length per datagram;
+- the L4 checksum: the seed in the super-packet is moved from the old length to
+  the segment's and then completed (so a wrong seed stays wrong, as on a real
+  wire); a tunnel's outer UDP checksum, when not zero, likewise.
+
+A tunnel shows up as a TCPV4/TCPV6 or UDP_L4 super-packet whose csum_start
+names the inner L4 (AF_PACKET reports SKB_GSO_UDP_TUNNEL* only through the
+inner type), so the outer headers are found by dissecting what precedes it.
+UFO (VIRTIO_NET_HDR_GSO_UDP: IP fragmentation) is not modelled.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from .checksum import checksum
+from .checksum_partial import adjust_seed, complete_partial
+from .dissect import DEFAULT_VXLAN_PORTS, Header, dissect
+from .vnet_hdr import (
+    VIRTIO_NET_HDR_GSO_TCPV4,
+    VIRTIO_NET_HDR_GSO_TCPV6,
+    VIRTIO_NET_HDR_GSO_UDP_L4,
+    VnetHdr,
+)
+
+# gso type -> (L4 kind, checksum offset in it, network header it must follow)
+SEGMENTABLE = {
+    VIRTIO_NET_HDR_GSO_TCPV4: ("tcp", 16, "ipv4"),
+    VIRTIO_NET_HDR_GSO_TCPV6: ("tcp", 16, "ipv6"),
+    VIRTIO_NET_HDR_GSO_UDP_L4: ("udp", 6, None),
+}
+TCP_FIN, TCP_PSH, TCP_CWR = 0x01, 0x08, 0x80
+
+
+class GsoUnsupported(Exception):
+    """The super-packet cannot be segmented here; the message says why."""
+
+
+def segment(frame: bytes, vnet: VnetHdr, *, link: str = "ether",
+            vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS) -> list[bytes]:
+    """The wire frames for a GSO super-packet, checksums completed."""
+    l4, chain = _locate(frame, vnet, link, vxlan_ports)
+    kind = SEGMENTABLE[vnet.gso_kind][0]
+    hdr_end = _header_end(frame, l4.offset, kind)
+    payload, mss = frame[hdr_end:], vnet.gso_size
+    chunks = [payload[i:i + mss] for i in range(0, len(payload), mss)] or [b""]
+    field = vnet.csum_start + vnet.csum_offset
+    seed = _u16(frame, field)
+    segments = []
+    for i, chunk in enumerate(chunks):
+        seg = bytearray(frame[:hdr_end] + chunk)
+        if kind == "tcp":
+            _fix_tcp(seg, l4.offset, i, mss, last=i == len(chunks) - 1)
+        else:
+            _put16(seg, l4.offset + 4, len(seg) - l4.offset)
+        _put16(seg, field, adjust_seed(seed, len(frame) - l4.offset, len(seg) - l4.offset))
+        seg = bytearray(complete_partial(seg, vnet.csum_start, vnet.csum_offset))
+        for h in reversed(chain):   # innermost first: outer checksums cover inner headers
+            _fix_encapsulation(seg, h, i, len(frame))
+        segments.append(bytes(seg))
+    return segments
+
+
+def _locate(frame: bytes, vnet: VnetHdr, link: str,
+            vxlan_ports: Iterable[int]) -> tuple[Header, list[Header]]:
+    """The L4 header being segmented and the IP/UDP headers enclosing it."""
+    if vnet.gso_kind not in SEGMENTABLE:
+        raise GsoUnsupported(f"GSO type {vnet.gso_name} is not segmented by nslab")
+    if vnet.gso_size == 0:
+        raise GsoUnsupported(f"GSO type {vnet.gso_name} with gso_size 0")
+    if not vnet.needs_csum:
+        raise GsoUnsupported("GSO super-packet without NEEDS_CSUM: no csum_start names its L4")
+    kind, csum_offset, family = SEGMENTABLE[vnet.gso_kind]
+    dissection = dissect(frame, link, vxlan_ports)
+    l4 = dissection.header_at(vnet.csum_start, kind)
+    if l4 is None or vnet.csum_offset != csum_offset:
+        raise GsoUnsupported(f"GSO {vnet.gso_name}: csum_start {vnet.csum_start} / csum_offset "
+                             f"{vnet.csum_offset} do not name a {kind.upper()} checksum")
+    chain = [h for h in dissection.headers
+             if h.offset < l4.offset and h.kind in ("ipv4", "ipv6", "udp")]
+    network = [h for h in chain if h.kind != "udp"]
+    if family and (not network or network[-1].kind != family):
+        raise GsoUnsupported(f"GSO {vnet.gso_name} but the {kind.upper()} header does not "
+                             f"follow an {family} header")
+    return l4, chain
+
+
+def _header_end(frame: bytes, off: int, kind: str) -> int:
+    """Where the segmented L4 header ends: what every segment repeats."""
+    length = 8
+    if kind == "tcp" and off + 13 <= len(frame):
+        length = (frame[off + 12] >> 4) * 4
+    if length < (20 if kind == "tcp" else 8) or off + length > len(frame):
+        raise GsoUnsupported(f"the {kind.upper()} header at {off} is cut short or malformed")
+    return off + length
+
+
+def _fix_tcp(seg: bytearray, off: int, index: int, mss: int, last: bool) -> None:
+    seq = int.from_bytes(seg[off + 4:off + 8], "big")
+    seg[off + 4:off + 8] = ((seq + index * mss) & 0xFFFFFFFF).to_bytes(4, "big")
+    if not last:
+        seg[off + 13] &= ~(TCP_FIN | TCP_PSH) & 0xFF
+    if index:
+        seg[off + 13] &= ~TCP_CWR & 0xFF
+
+
+def _fix_encapsulation(seg: bytearray, h: Header, index: int, super_len: int) -> None:
+    off = h.offset
+    if h.kind == "ipv4":
+        hlen = (seg[off] & 15) * 4
+        _put16(seg, off + 2, len(seg) - off)
+        _put16(seg, off + 4, (_u16(seg, off + 4) + index) & 0xFFFF)
+        _put16(seg, off + 10, 0)
+        _put16(seg, off + 10, checksum(bytes(seg[off:off + hlen])))
+    elif h.kind == "ipv6":
+        _put16(seg, off + 4, len(seg) - off - 40)
+    else:   # a tunnel's UDP header: length, and its checksum unless it is 0 (none)
+        _put16(seg, off + 4, len(seg) - off)
+        seed = _u16(seg, off + 6)
+        if seed:
+            _put16(seg, off + 6, adjust_seed(seed, super_len - off, len(seg) - off))
+            seg[:] = complete_partial(bytes(seg), off, 6)
+
+
+def _u16(buf: bytes, off: int) -> int:
+    return int.from_bytes(buf[off:off + 2], "big")
+
+
+def _put16(buf: bytearray, off: int, value: int) -> None:
+    buf[off:off + 2] = value.to_bytes(2, "big")

@@ -1,0 +1,129 @@
+"""From a captured frame to the frames a real wire would carry.
+
+A capture taken with PACKET_VNET_HDR shows frames as the stack handed them to
+the device: at most one checksum still pending (CHECKSUM_PARTIAL, named by
+csum_start/csum_offset) and possibly a GSO super-packet. ``wire_frames`` does
+what the NIC (or the kernel's software fallback) would do, and records what it
+wrote so a verdict and a pcapng comment can say so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+from .checksum_partial import complete_partial
+from .dissect import DEFAULT_VXLAN_PORTS, dissect
+from .gso import GsoUnsupported, segment
+from .layer import LayerVerdict, Status
+from .vnet_hdr import VIRTIO_NET_HDR_GSO_NONE, VnetHdr
+
+# A pending checksum is seeded with the pseudo-header sum; only protocols with
+# a pseudo-header are ever left pending by Linux. path leaf -> csum_offset
+PENDING_CANDIDATES = {"tcp": 16, "udp": 6, "icmpv6": 2}
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The pending checksum nslab completed: where, and the value before/after."""
+    offset: int
+    before: int
+    after: int
+    inferred: bool = False   # located by its seed: no vnet header said where
+
+    def __str__(self) -> str:
+        how = " (located by its pseudo-header seed: no vnet header)" if self.inferred else ""
+        return (f"nslab completed pending checksum at offset {self.offset}: "
+                f"0x{self.before:04x} -> 0x{self.after:04x}{how}")
+
+
+@dataclass(frozen=True)
+class Segment:
+    index: int
+    count: int
+    gso: str
+    gso_size: int
+
+    def __str__(self) -> str:
+        return f"GSO {self.gso} segment {self.index + 1}/{self.count} (gso_size {self.gso_size})"
+
+
+@dataclass(frozen=True)
+class WireFrame:
+    data: bytes
+    completion: Optional[Completion] = None
+    segment: Optional[Segment] = None
+    issues: tuple[LayerVerdict, ...] = ()   # what the offload model could not do
+
+
+def wire_frames(frame: bytes, vnet: Optional[VnetHdr], csum_not_ready: bool = False, *,
+                link: str = "ether",
+                vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS) -> list[WireFrame]:
+    """``csum_not_ready`` is auxdata's TP_STATUS_CSUMNOTREADY; it only matters
+    when there is no vnet header to name the pending field."""
+    frame = bytes(frame)
+    if vnet is not None and vnet.gso_kind != VIRTIO_NET_HDR_GSO_NONE:
+        return _segmented(frame, vnet, link, vxlan_ports)
+    if vnet is not None and vnet.needs_csum:
+        return [_completed(frame, vnet)]
+    if vnet is None and csum_not_ready:
+        return [_located(frame, link, vxlan_ports)]
+    return [WireFrame(frame)]
+
+
+def _issue(reason: str) -> LayerVerdict:
+    return LayerVerdict(path="offload", layer="offload", status=Status.NOT_CHECKABLE,
+                        field="", reason=reason)
+
+
+def _u16(buf: bytes, off: int) -> int:
+    return int.from_bytes(buf[off:off + 2], "big")
+
+
+def _completed(frame: bytes, vnet: VnetHdr, *issues: LayerVerdict) -> WireFrame:
+    field = vnet.csum_start + vnet.csum_offset
+    try:
+        wire = complete_partial(frame, vnet.csum_start, vnet.csum_offset)
+    except ValueError as err:
+        return WireFrame(frame, issues=issues + (_issue(str(err)),))
+    return WireFrame(wire, Completion(field, _u16(frame, field), _u16(wire, field)),
+                     issues=issues)
+
+
+def _segmented(frame: bytes, vnet: VnetHdr, link: str,
+               vxlan_ports: Iterable[int]) -> list[WireFrame]:
+    try:
+        segments = segment(frame, vnet, link=link, vxlan_ports=vxlan_ports)
+    except GsoUnsupported as err:
+        issue = _issue(f"not segmented: {err}; checksums below are the super-packet's")
+        return [_completed(frame, vnet, issue) if vnet.needs_csum
+                else WireFrame(frame, issues=(issue,))]
+    field = vnet.csum_start + vnet.csum_offset
+    before = _u16(frame, field)
+    return [WireFrame(seg, Completion(field, before, _u16(seg, field)),
+                      Segment(i, len(segments), vnet.gso_name, vnet.gso_size))
+            for i, seg in enumerate(segments)]
+
+
+def _located(frame: bytes, link: str, vxlan_ports: Iterable[int]) -> WireFrame:
+    """TP_STATUS_CSUMNOTREADY without a vnet header: one L4 checksum is pending
+    but nothing says which. The field that holds exactly its pseudo-header seed
+    is the one that completing makes valid; if there is not exactly one such
+    field, nothing is completed and the verdict says so."""
+    candidates = []
+    for layer in dissect(frame, link, vxlan_ports).layers:
+        csum_offset = PENDING_CANDIDATES.get(layer.path.rsplit("/", 1)[-1])
+        if csum_offset is None or layer.status is not Status.INVALID or layer.offset is None:
+            continue
+        start = layer.offset - csum_offset
+        wire = complete_partial(frame, start, csum_offset)
+        after = [v for v in dissect(wire, link, vxlan_ports).layers if v.offset == layer.offset]
+        if after and after[0].status is Status.VALID:
+            candidates.append(WireFrame(wire, Completion(layer.offset, layer.wire or 0,
+                                                         _u16(wire, layer.offset),
+                                                         inferred=True)))
+    if len(candidates) == 1:
+        return candidates[0]
+    return WireFrame(frame, issues=(_issue(
+        "TP_STATUS_CSUMNOTREADY without a vnet header: the pending checksum could not be "
+        f"located ({len(candidates)} fields hold a pseudo-header seed); "
+        "L4 verdicts may judge a seed"),))
