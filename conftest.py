@@ -138,7 +138,7 @@ def drop_monitor(root_required):
 @pytest.fixture
 def lab(request, root_required, drop_monitor):
     """A lab for one test; artifacts on failure; always removed."""
-    the_lab = Lab(name=request.node.nodeid, description={"test": request.node.nodeid})
+    the_lab = Lab(description={"test": request.node.nodeid})
     drops_before = drop_monitor.snapshot() if drop_monitor else None
     try:
         yield the_lab

@@ -4,12 +4,12 @@ owned by a lab (prefix, owner record, cleanup stack) and removed with it.
 from . import conntrack, firewall, netns, offloads, owner, rootstate, snmp, sweep, traffic
 from .cleanup import CleanupStack, Deferred
 from .iface import Iface
-from .lab import SESSION_ENV, Lab, raise_on_termination
+from .lab import LAB_NAME_RULE, SESSION_ENV, Lab, check_name, raise_on_termination
 from .links import vxlan_info
 from .node import Node
 
 __all__ = [
-    "Lab", "Node", "Iface", "CleanupStack", "Deferred", "SESSION_ENV", "raise_on_termination",
+    "Lab", "Node", "Iface", "check_name", "LAB_NAME_RULE", "CleanupStack", "Deferred", "SESSION_ENV", "raise_on_termination",
     "vxlan_info", "conntrack", "firewall", "netns", "offloads", "owner", "rootstate", "snmp",
     "sweep", "traffic",
 ]

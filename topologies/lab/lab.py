@@ -21,7 +21,18 @@ log = logging.getLogger(__name__)
 PREFIX = "nslab"
 SESSION_ENV = "NSLAB_SESSION"   # set by a test session: labs it must find gone at the end
 NODE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
+# The one rule for lab names (``nslab up --name``, kept labs, ``Lab(name=...)``):
+# safe as a file name, a shell word and a command-line argument.
+LAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+LAB_NAME_RULE = "1-63 characters: letters, digits, '_', '.', '-', starting with a letter or digit"
 _open_labs: "weakref.WeakSet[Lab]" = weakref.WeakSet()
+
+
+def check_name(name: str) -> str:
+    """``name`` if it follows the lab-name rule, else a one-line LabError."""
+    if not isinstance(name, str) or not LAB_NAME.match(name):
+        raise LabError(f"bad lab name {name!r}: {LAB_NAME_RULE}")
+    return name
 
 
 def new_prefix() -> str:
@@ -37,6 +48,8 @@ class Lab:
     """
 
     def __init__(self, name: str = "", *, topology: str = "", description: Optional[dict] = None):
+        if name:
+            check_name(name)
         self.prefix = new_prefix()
         self.name = name or self.prefix
         self.nodes: dict[str, Node] = {}
