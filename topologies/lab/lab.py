@@ -31,7 +31,8 @@ _open_labs: "weakref.WeakSet[Lab]" = weakref.WeakSet()
 def check_name(name: str) -> str:
     """``name`` if it follows the lab-name rule, else a one-line LabError."""
     if not isinstance(name, str) or not LAB_NAME.match(name):
-        raise LabError(f"bad lab name {name!r}: {LAB_NAME_RULE}")
+        shown = repr(name) if len(str(name)) <= 40 else f"{str(name)[:20]!r}... ({len(name)} characters)"
+        raise LabError(f"bad lab name {shown}: {LAB_NAME_RULE}")
     return name
 
 
