@@ -15,14 +15,15 @@ Fixtures (for people writing their own lab tests):
 from __future__ import annotations
 
 import os
+import re
 import sys
-import uuid
 
 import pytest
 
 from topologies.capture.drop_reasons import HEADER, DropMonitor
 from topologies.capture.drop_reasons import describe as describe_drops
-from topologies.lab import SESSION_ENV, Lab, owner, raise_on_termination, rootstate, sweep
+from topologies.lab import Lab, raise_on_termination, rootstate, sweep
+from topologies.lab import session as lab_session
 from topologies.report import artifacts, describe_lab
 from topologies.report import rows as report_mod
 
@@ -49,10 +50,11 @@ def pytest_configure(config):
     raise_on_termination()
     _forbid_scapy_resolution()
     if _is_controller(config) and os.geteuid() == 0:
-        os.environ[SESSION_ENV] = uuid.uuid4().hex   # fresh even inside another session
-        # The next run removes what a killed run left (owners dead only).
+        # Every lab made below belongs to this session (nested in an enclosing one).
+        config._nslab_session = lab_session.begin()
+        # The next run removes what a killed run left (dead owners, dead sessions).
         for swept in sweep.sweep():
-            print(f"nslab: swept lab {swept.prefix} of dead pid {swept.owner_pid}")
+            print(f"nslab: swept lab {swept.describe()}")
         config._nslab_root_before = rootstate.snapshot()
 
 
@@ -61,10 +63,15 @@ def pytest_configure(config):
 KERNEL_FIXTURES = {"lab", "root_required"}
 
 
+VM_TEST_TIMEOUT = 1500   # a boot under TCG plus the guest's own pytest run
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if KERNEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.lab)
+        if item.get_closest_marker("vm") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(VM_TEST_TIMEOUT))
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -72,11 +79,14 @@ def pytest_sessionfinish(session, exitstatus):
     if not _is_controller(config) or not hasattr(config, "_nslab_root_before"):
         return
     problems = []
-    session_id = os.environ.get(SESSION_ENV)
-    left = [r.prefix for r in owner.all_records()
-            if r.description.get("session") == session_id]
+    kept, left = lab_session.finish(config._nslab_session)
+    for record in kept:
+        print(f"\nnslab: kept lab {record.name} ({record.prefix}): nslab ls / exec / down "
+              f"{record.name}")
     if left:
-        problems.append(f"labs left behind by this session: {', '.join(left)}")
+        problems.append("labs left behind by this session (now removed): "
+                        + ", ".join(sweep.remove_lab(r, "left by its session").prefix
+                                    for r in left))
     changed = rootstate.diff(config._nslab_root_before, rootstate.snapshot())
     if changed:
         problems.append("the root namespace changed during the session:\n" + changed)
@@ -153,10 +163,10 @@ def lab(request, root_required, drop_monitor):
             _write_drops(where, drop_monitor, drops_before)
             print(f"nslab artifacts: {where}", file=sys.stderr)
             if os.environ.get("NSLAB_KEEP_FAILED") == "1":
-                the_lab.record.name = artifacts.safe_name(request.node.name)[:60]
-                prefix = the_lab.hand_over(describe_lab(the_lab))
-                print(f"nslab: kept lab {the_lab.record.name} ({prefix}) for inspection: "
-                      f"nslab ls / exec / down {the_lab.record.name}", file=sys.stderr)
+                name = kept_name(request.node.name, the_lab.prefix)
+                prefix = the_lab.hand_over(name, describe_lab(the_lab))
+                print(f"nslab: kept lab {name} ({prefix}) for inspection: "
+                      f"nslab ls / exec / down {name}", file=sys.stderr)
         elif os.environ.get("NSLAB_KEEP_PCAPNG") == "1" and the_lab.captures:
             where = os.path.join(RESULTS_DIR, "pcapng", artifacts.safe_name(request.node.nodeid))
             os.makedirs(where, exist_ok=True)
@@ -165,6 +175,13 @@ def lab(request, root_required, drop_monitor):
                 cap.result.write_pcapng(os.path.join(
                     where, artifacts.safe_name(f"{i}-{cap.node.name}-{cap.device}") + ".pcapng"))
         the_lab.close()
+
+
+def kept_name(test_name: str, prefix: str) -> str:
+    """A kept lab's name: the test's, made to follow the lab-name rule, and the
+    lab's own hex so that two sessions keeping the same test never share one."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name).strip("_.-")[:50] or "test"
+    return f"{stem}-{prefix.rsplit('-', 1)[-1]}"
 
 
 def _write_drops(where: str, monitor, before) -> None:

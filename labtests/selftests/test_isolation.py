@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from topologies.lab import netns, owner, rootstate, sweep
+from topologies.lab import SESSION_ENV, netns, owner, rootstate, sweep
+from topologies.lab import session as lab_session
 from topologies.paths import PROJECT_ROOT
 
 REPO = str(PROJECT_ROOT)
@@ -124,3 +125,106 @@ def test_sweep_spares_live_labs_and_namespaces_without_a_record(lab):
         assert stranger in netns.names(stranger)
     finally:
         netns.remove(stranger)
+
+
+# -- ownership that survives every way a run can die --------------------------------------
+def inner_pytest(helper: str, env: dict, *args) -> subprocess.Popen:
+    """A nested pytest session in its own process group (so it can be killed whole)."""
+    return subprocess.Popen([sys.executable, "-m", "pytest", os.path.join(HERE, "helpers", helper),
+                             "-p", "no:cacheprovider", "-q", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def records_of_session(session_id: str) -> list:
+    return [r for r in owner.all_records() if r.session == session_id]
+
+
+@pytest.mark.xdist_group("global-sweep")
+def test_a_killed_session_is_swept_with_its_keepers_and_kept_labs(root_required, tmp_path):
+    made_path = tmp_path / "made.json"
+    env = dict(os.environ, NSLAB_MADE=str(made_path), NSLAB_UP_NAME=f"s-{os.urandom(3).hex()}")
+    proc = inner_pytest("session_with_keepers.py", env)
+    try:
+        assert wait_until(made_path.exists, timeout=180), proc.stdout.read() \
+            if proc.poll() is not None else "the inner session made nothing in 180 s"
+        made = json.loads(made_path.read_text())
+        records = records_of_session(made["session"])
+        keepers = [r.pid for r in records if r.keeper]
+        assert len(records) == 3 and len(keepers) == 2, records
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    # Keepers live in sessions of their own: the kill did not reach them.
+    assert all(owner.process_alive(pid) for pid in keepers)
+    listing = nslab("ls", made["up_name"]).stdout
+    assert f"test session {made['session'][:8]} (gone" in listing, listing
+
+    swept = nslab("sweep")
+    assert swept.returncode == 0, swept.stderr
+    assert records_of_session(made["session"]) == []
+    assert all(netns.names(r.prefix) == [] for r in records)
+    assert wait_until(lambda: not any(owner.process_alive(pid) for pid in keepers))
+    assert lab_session.load(made["session"]) is None
+
+
+@pytest.mark.xdist_group("global-sweep")
+def test_a_lab_started_by_hand_is_never_swept_while_its_keeper_lives(root_required):
+    name = f"hand-{os.urandom(3).hex()}"
+    by_hand = {k: v for k, v in os.environ.items() if k != SESSION_ENV}
+    up = subprocess.run([sys.executable, "-m", "topologies.cli", "up", "pod_egress", "--name",
+                         name], cwd=REPO, env=by_hand, capture_output=True, text=True,
+                        timeout=120)
+    assert up.returncode == 0, up.stderr
+    try:
+        [record] = [r for r in owner.all_records() if r.name == name]
+        assert record.session == "" and record.keeper
+        assert nslab("sweep").returncode == 0
+        assert record.owner_alive() and netns.names(record.prefix)
+        assert "started by hand" in nslab("ls", name).stdout
+    finally:
+        assert nslab("down", name).returncode == 0
+
+
+def test_a_zombie_owner_is_dead(root_required):
+    """A killed owner whose parent never reaps it keeps its pid and start time in
+    /proc as a zombie: it must count as dead."""
+    child = subprocess.Popen([sys.executable, "-c", "import os\nfrom topologies import Lab\n"
+                              "lab = Lab()\nlab.add_node('z')\nprint(lab.prefix, flush=True)\n"
+                              "os._exit(0)"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    prefix = child.stdout.readline().strip()
+    try:
+        assert wait_until(lambda: open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1]
+                          .split()[0] == "Z", timeout=10)
+        [record] = [r for r in owner.all_records() if r.prefix == prefix]
+        assert not record.owner_alive()
+        assert sweep.why_orphan(record) == f"owner pid {child.pid} is gone"
+        sweep.remove_lab(record, "test")
+        assert netns.names(prefix) == []
+    finally:
+        child.wait()
+
+
+def test_a_guarded_process_group_dies_with_its_starter():
+    """A VM guest (vng → sh → qemu) dies with the test that started it, even by SIGKILL."""
+    starter = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time\n"
+         "subprocess.Popen([sys.executable, '-m', 'topologies.kernels.guardian', 'sh', '-c', "
+         "'sleep 300 & echo $!; wait'], start_new_session=True)\ntime.sleep(300)"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    grandchild = int(starter.stdout.readline())
+    assert owner.process_alive(grandchild)
+    os.killpg(starter.pid, signal.SIGKILL)
+    starter.wait()
+    assert wait_until(lambda: not owner.process_alive(grandchild), timeout=15)
+
+
+def test_a_hung_test_fails_with_its_stack_and_its_lab_is_removed(root_required, tmp_path):
+    made = tmp_path / "prefix"
+    proc = inner_pytest("hangs.py", dict(os.environ, NSLAB_MADE=str(made)), "--timeout", "3")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out
+    assert "Timeout" in out and "threading.Event().wait()" in out, out
+    prefix = made.read_text()
+    assert netns.names(prefix) == []
+    assert prefix not in [r.prefix for r in owner.all_records()]

@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from topologies.lab import netns, owner
+from topologies.lab import SESSION_ENV, netns, owner
 from topologies.paths import PROJECT_ROOT
 
 REPO = str(PROJECT_ROOT)
@@ -44,8 +44,9 @@ def test_run_writes_junit_report_tables_and_pcapng(root_required, tmp_path):
 
 
 def test_failed_lab_leaves_artifacts_and_can_be_kept_for_inspection(root_required, tmp_path):
+    # Nested in this session: the kept lab passes to it when the inner session ends,
+    # so a sweep would remove it if this session were killed.
     env = dict(os.environ, NSLAB_RESULTS=str(tmp_path), NSLAB_KEEP_FAILED="1")
-    env.pop("NSLAB_SESSION", None)
     run = subprocess.run([sys.executable, "-m", "pytest", FAILING, "-p", "no:cacheprovider",
                           "-q"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1, run.stdout[-2000:]
@@ -54,8 +55,9 @@ def test_failed_lab_leaves_artifacts_and_can_be_kept_for_inspection(root_require
     for expected in ("links.txt", "routes.txt", "tc-filters.txt", "firewall.txt", "snmp.txt",
                      "drops.txt", "0-server-eth0.pcapng", "0-server-eth0.verdicts.txt"):
         assert expected in names, sorted(names)
-    [kept] = [r for r in owner.all_records() if r.name == "test_fails_with_a_lab"
-              and r.owner_alive()]
+    [kept] = [r for r in owner.all_records() if r.name.startswith("test_fails_with_a_lab-")
+              and r.session == os.environ[SESSION_ENV] and r.kept and r.owner_alive()]
+    assert kept.keeper and kept.name.endswith(kept.prefix.rsplit("-", 1)[1])
     try:
         listing = nslab("ls", kept.name).stdout
         assert "node client" in listing and "10.0.0.1/24" in listing

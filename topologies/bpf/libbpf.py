@@ -93,6 +93,7 @@ _map_update = bind("bpf_map_update_elem", _int, _int, _vp, _vp, _c.c_uint64)
 _map_delete = bind("bpf_map_delete_elem", _int, _int, _vp)
 _map_next_key = bind("bpf_map_get_next_key", _int, _int, _vp, _vp)
 _prog_get_fd_by_id = bind("bpf_prog_get_fd_by_id", _int, _u32)
+_prog_get_next_id = bind("bpf_prog_get_next_id", _int, _u32, _c.POINTER(_u32))
 _obj_get_info_by_fd = bind("bpf_obj_get_info_by_fd", _int, _int, _vp, _c.POINTER(_u32))
 _prog_load = bind("bpf_prog_load", _int, _int, _cp, _cp, _vp, _sz, _vp)
 _vsnprintf = _libc.vsnprintf
@@ -421,6 +422,14 @@ def prog_id(fd: int) -> int:
     if ret:
         raise LabError(f"program info of fd {fd}: {strerror(ret)}")
     return info.id
+
+
+def prog_ids() -> list[int]:
+    """The ids of every BPF program the kernel holds now (BPF_PROG_GET_NEXT_ID)."""
+    ids, next_id = [], _u32(0)
+    while _prog_get_next_id(next_id.value, _c.byref(next_id)) == 0:
+        ids.append(next_id.value)
+    return ids
 
 
 def prog_exists(id: int) -> bool:

@@ -31,6 +31,7 @@ def main(argv=None) -> int:
         lab = Lab(name=args.name, topology=args.topology)
         module.build(lab, config)
         lab.record.description = {"knobs": config.knobs(), **describe(lab)}
+        lab.record.keeper = True
         lab.record.save()
     except (LabError, OSError, ValueError) as exc:
         if lab is not None:

@@ -23,14 +23,12 @@ def cmd_doctor(args) -> int:
 def cmd_sweep(args) -> int:
     from ..lab import sweep
     if args.dry_run:
-        for record in sweep.orphans():
-            print(f"would remove {record.prefix} (owner pid {record.pid} is gone)")
+        for record, why in sweep.orphans():
+            print(f"would remove {record.prefix} ({why})")
         return 0
     removed = sweep.sweep()
     for swept in removed:
-        extra = f", stopped pids {swept.processes}" if swept.processes else ""
-        print(f"removed {swept.prefix} (owner pid {swept.owner_pid} is gone): "
-              f"{len(swept.namespaces)} namespaces{extra}")
+        print(f"removed {swept.describe()}")
     if not removed:
         print("nothing to sweep")
     return 0

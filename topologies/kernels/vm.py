@@ -240,11 +240,14 @@ class _Watcher:
 
 def watch(argv: list[str], run: Run, *, timeout: float, progress: Progress,
           env: Optional[dict] = None, cwd: Optional[Path] = None) -> None:
-    """Run ``argv`` (its own process group), stream its output, stop it at the timeout."""
+    """Run ``argv`` (its own session, under a guardian), stream its output, stop it at
+    the timeout."""
     started = time.monotonic()
     with open(run.results / "console.log", "w", errors="replace") as log:
         watcher = _Watcher(run, log, progress, started)
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        # The guest dies with this process, however it dies (see guardian).
+        guarded = [sys.executable, "-m", "topologies.kernels.guardian", *argv]
+        proc = subprocess.Popen(guarded, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                 start_new_session=True, text=True, errors="replace")
         lines: queue.Queue = queue.Queue()

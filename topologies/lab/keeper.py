@@ -5,7 +5,7 @@ record's, so ``nslab sweep`` removes the lab if the keeper is ever killed),
 reports ``{"ready": prefix}`` (or ``{"error": ...}``) as one JSON line on
 stdout, then waits: SIGTERM (``nslab down``) or SIGINT removes the lab.
 
-    python -m topologies.lab.keeper --adopt PREFIX   # what Lab.hand_over() starts
+    python -m topologies.lab.keeper --adopt PREFIX --name NAME   # what Lab.hand_over() starts
 """
 from __future__ import annotations
 
@@ -43,14 +43,15 @@ def report(**status) -> None:
     print(json.dumps(status), flush=True)
 
 
-def adopt(prefix: str) -> int:
+def adopt(prefix: str, name: str) -> int:
     """Take over a lab whose owner is about to exit (a failed test kept for
-    inspection): become its owner, then remove it on ``nslab down``."""
+    inspection): become its owner under ``name``, then remove it on ``nslab down``."""
     record = next((r for r in all_records() if r.prefix == prefix), None)
     if record is None:
         report(error=f"no lab {prefix}")
         return 2
     record.pid, record.start_time = os.getpid(), process_start_time(os.getpid())
+    record.name, record.keeper = name, True
     record.save()
     report(ready=prefix)
     detach_stdio()
@@ -62,7 +63,9 @@ def adopt(prefix: str) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="nslab-keeper")
     parser.add_argument("--adopt", metavar="PREFIX", required=True)
-    return adopt(parser.parse_args(argv).adopt)
+    parser.add_argument("--name", required=True)
+    args = parser.parse_args(argv)
+    return adopt(args.adopt, args.name)
 
 
 if __name__ == "__main__":

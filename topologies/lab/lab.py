@@ -15,11 +15,11 @@ from . import links
 from .cleanup import CleanupStack, Deferred
 from .node import Node
 from .owner import OwnerRecord
+from .session import current as current_session
 
 log = logging.getLogger(__name__)
 
 PREFIX = "nslab"
-SESSION_ENV = "NSLAB_SESSION"   # set by a test session: labs it must find gone at the end
 NODE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
 # The one rule for lab names (``nslab up --name``, kept labs, ``Lab(name=...)``):
 # safe as a file name, a shell word and a command-line argument.
@@ -56,11 +56,9 @@ class Lab:
         self.nodes: dict[str, Node] = {}
         self.captures: list = []   # every Capture started, for failure artifacts
         self._stack = CleanupStack()
-        description = dict(description or {})
-        if os.environ.get(SESSION_ENV):
-            description.setdefault("session", os.environ[SESSION_ENV])
         self.record = OwnerRecord.for_this_process(self.prefix, name=name, topology=topology,
-                                                   description=description)
+                                                   description=dict(description or {}),
+                                                   session=current_session())
         self.record.save()
         self._stack.defer(self.record.delete, what="owner record")
         self.closed = self.closing = False
@@ -116,22 +114,25 @@ class Lab:
     vxlan = staticmethod(links.vxlan)
     netkit = staticmethod(links.netkit)
 
-    def hand_over(self, description: Optional[dict] = None) -> str:
+    def hand_over(self, name: str = "", description: Optional[dict] = None) -> str:
         """Leave the lab running under a keeper process (``nslab ls/down``):
         for a failed test kept for inspection. Process-bound pieces (BPF fds,
         tcx/netkit links, capture sockets) end with this process; namespaces,
         links, addresses, routes, firewall rules and tc/XDP programs stay.
-        ``description`` (what ``nslab ls`` shows) is merged into the owner record."""
+        ``name`` (the lab-name rule) is what ``nslab`` commands call it; the
+        keeper takes it with the ownership, so no one can find the lab by that
+        name while this process still owns it. ``description`` (what
+        ``nslab ls`` shows) is merged into the owner record."""
         import json
         import subprocess
         import sys
-        description = {**self.record.description, **(description or {})}
-        description.pop("session", None)   # kept on purpose: not a leak of the session
-        self.record.description = description
+        name = check_name(name) if name else self.name
+        self.record.description = {**self.record.description, **(description or {})}
         self.record.topology = self.record.topology or "kept"
+        self.record.kept = True    # on purpose: its session passes it on when it ends
         self.record.save()
         keeper = subprocess.Popen([sys.executable, "-m", "topologies.lab.keeper", "--adopt",
-                                   self.prefix], stdout=subprocess.PIPE,
+                                   self.prefix, "--name", name], stdout=subprocess.PIPE,
                                   stdin=subprocess.DEVNULL, start_new_session=True, text=True)
         status = json.loads(keeper.stdout.readline() or '{"error": "keeper died"}')
         if "error" in status:

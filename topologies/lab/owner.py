@@ -16,14 +16,26 @@ RECORD_DIR = os.environ.get("NSLAB_RUN_DIR", "/run/nslab")
 
 
 def process_start_time(pid: int) -> Optional[int]:
-    """Start time in clock ticks since boot (field 22 of /proc/pid/stat)."""
+    """Start time in clock ticks since boot (field 22 of /proc/pid/stat) of a
+    living process; None when it is gone. A zombie (state Z, or X) is dead: it
+    keeps its pid and start time only until its parent reaps it, which a killed
+    run's parent may never do."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
     # The command name (field 2) may hold spaces and parentheses: split after it.
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def process_alive(pid: int, start_time: Optional[int] = None) -> bool:
+    """The process ``pid`` lives (and, given ``start_time``, is that very process)."""
+    started = process_start_time(pid)
+    return started is not None and (start_time is None or started == start_time)
 
 
 @dataclass
@@ -35,6 +47,9 @@ class OwnerRecord:
     name: str = ""          # a person's name for a long-lived lab (`nslab up`)
     topology: str = ""
     description: dict = field(default_factory=dict)
+    session: str = ""       # the test session the lab belongs to ("": a person's)
+    kept: bool = False      # left running on purpose (a failed test kept for inspection)
+    keeper: bool = False    # the owner is a keeper process (``nslab down`` may stop it)
 
     @classmethod
     def for_this_process(cls, prefix: str, **kw) -> "OwnerRecord":
@@ -47,7 +62,7 @@ class OwnerRecord:
         return os.path.join(RECORD_DIR, f"{self.prefix}.json")
 
     def owner_alive(self) -> bool:
-        return process_start_time(self.pid) == self.start_time
+        return process_alive(self.pid, self.start_time)
 
     def save(self) -> None:
         os.makedirs(RECORD_DIR, exist_ok=True)

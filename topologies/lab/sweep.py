@@ -1,10 +1,13 @@
 """Remove labs whose owner died — and nothing else.
 
 A lab is swept only when its owner record names a process that no longer
-exists (pid and start time); only namespaces carrying that record's prefix are
-removed. A process still inside such a namespace was started by the dead lab
-(it lives in a namespace only the lab created), so it is stopped first: it
-would otherwise keep the namespace and its links alive after the unmount.
+exists (pid and start time; a zombie is dead), or when it belongs to a test
+session that died (its keeper, still alive, is stopped first: the session that
+made it is gone). Only namespaces carrying that record's prefix are removed. A
+process still inside such a namespace was started by the dead lab (it lives in
+a namespace only the lab created), so it is stopped first: it would otherwise
+keep the namespace and its links alive after the unmount. A lab a person
+started by hand (no session) is never touched while its keeper lives.
 """
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from . import netns
-from .owner import RECORD_DIR, OwnerRecord, all_records
+from . import netns, session
+from .owner import RECORD_DIR, OwnerRecord, all_records, process_alive
 
 
 @dataclass
@@ -25,6 +28,11 @@ class Swept:
     owner_pid: int
     namespaces: list[str] = field(default_factory=list)
     processes: list[int] = field(default_factory=list)
+    why: str = ""
+
+    def describe(self) -> str:
+        extra = f", stopped pids {self.processes}" if self.processes else ""
+        return f"{self.prefix} ({self.why}): {len(self.namespaces)} namespaces{extra}"
 
 
 def _pids_in_namespace(ino: int) -> list[int]:
@@ -40,20 +48,38 @@ def _pids_in_namespace(ino: int) -> list[int]:
     return pids
 
 
-def _stop(pids: list[int]) -> None:
+def _stop(pids: list[int], grace: float = 2.0) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(process_alive(p) for p in pids):
             time.sleep(0.02)
 
 
-def remove_lab(record: OwnerRecord) -> Swept:
-    swept = Swept(record.prefix, record.pid)
+def _stop_owner(record: OwnerRecord) -> None:
+    """Stop a live owner (the keeper of a dead session's lab): it removes its lab
+    on SIGTERM; one that does not is killed. The pid is checked against the
+    record's start time first, so a reused pid is never signalled."""
+    if record.pid != os.getpid() and record.owner_alive():
+        _stop([record.pid], grace=10.0)
+
+
+def why_orphan(record: OwnerRecord) -> str:
+    """Why ``record``'s lab has no owner any more, or "" while it has one."""
+    if not record.owner_alive():
+        return f"owner pid {record.pid} is gone"
+    if record.session and not session.alive(record.session):
+        return f"its test session {record.session[:8]} is gone"
+    return ""
+
+
+def remove_lab(record: OwnerRecord, why: str = "") -> Swept:
+    swept = Swept(record.prefix, record.pid, why=why)
+    _stop_owner(record)
     for name in netns.names(record.prefix + "-"):
         try:
             pids = _pids_in_namespace(netns.inode(name))
@@ -67,8 +93,8 @@ def remove_lab(record: OwnerRecord) -> Swept:
     return swept
 
 
-def orphans() -> list[OwnerRecord]:
-    return [r for r in all_records() if not r.owner_alive()]
+def orphans() -> list[tuple[OwnerRecord, str]]:
+    return [(r, why) for r in all_records() if (why := why_orphan(r))]
 
 
 @contextlib.contextmanager
@@ -82,4 +108,7 @@ def exclusive():
 
 def sweep() -> list[Swept]:
     with exclusive():
-        return [remove_lab(record) for record in orphans()]
+        swept = [remove_lab(record, why) for record, why in orphans()]
+        for dead in (s for s in session.all_sessions() if not s.alive()):
+            dead.delete()
+        return swept

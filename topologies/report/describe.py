@@ -41,11 +41,27 @@ def _tcx_ids(iface, direction: str) -> list[int]:
     return bpf.tcx_prog_ids(iface, direction)
 
 
+def owner_of(record) -> str:
+    """Who owns a lab, in words: its process, and the test session it belongs to
+    (which ``nslab sweep`` removes it with if that session dies) or a person."""
+    from ..lab import session
+    process = f"{'keeper' if record.keeper else 'process'} pid {record.pid}"
+    if not record.owner_alive():
+        process += " (gone: nslab sweep removes the lab)"
+    if not record.session:
+        return f"{process}, started by hand"
+    tied = session.load(record.session)
+    if tied is None or not tied.alive():
+        return f"{process}, test session {record.session[:8]} (gone: nslab sweep removes the lab)"
+    why = "kept for inspection, " if record.kept else ""
+    return f"{process}, {why}test session {record.session[:8]} (pytest pid {tied.pid})"
+
+
 def render(record) -> str:
     """Human text for one owner record carrying a description."""
     desc = record.description
     lines = [f"{record.name or record.prefix}  ({record.prefix}, topology "
-             f"{record.topology or '-'}, owner pid {record.pid})"]
+             f"{record.topology or '-'})", f"  owner: {owner_of(record)}"]
     for knob, value in desc.get("knobs", {}).items():
         lines.append(f"  {knob} = {value}")
     for node, info in desc.get("nodes", {}).items():
