@@ -21,9 +21,10 @@ from pyroute2 import IPRoute
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from topologies import LabError, Unsupported, bpf
+from topologies import LabError, Unsupported, bpf, traffic
 from topologies.bpf import build, libbpf, prebuild, variants_of
 from topologies.lab import netns
+from topologies.report import describe_lab
 
 CORE = "bpf/core_probe.c"
 NO_CSUM = {"VARIANT_NO_CSUM_UPDATE": 1}
@@ -400,7 +401,7 @@ def test_lab_close_detaches_everything_and_frees_our_programs(lab, wire, probe):
     bpf.attach_tc(wire.b_end, tc, "ingress")
     bpf.attach_tc(wire.b_end, tc, "egress")
     bpf.attach_xdp(wire.b_end, xdp, "generic")
-    bpf.attach_xdp(wire.a_end, xdp, "native")
+    bpf.attach_xdp(wire.a_end, xdp, "native", xdp_tx_peer=False)   # never XDP_TX
     if libbpf.tcx_supported():
         bpf.attach_tcx(wire.b_end, tc, "ingress")
     ids = [tc.id, xdp.id]
@@ -418,3 +419,70 @@ def test_lab_close_detaches_everything_and_frees_our_programs(lab, wire, probe):
     finally:
         for fd in pins:
             os.close(fd)
+
+
+# -- XDP_TX on veth ---------------------------------------------------------------------------
+XDP_TX_ALL = """#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+SEC("xdp") int xdp_tx_all(struct xdp_md *ctx) { return XDP_TX; }
+char _license[] SEC("license") = "GPL";
+"""
+
+
+def veth_stat(iface, name: str) -> int:
+    """One of a veth's ``ethtool -S`` counters, e.g. ``rx_queue_0_xdp_tx_errors``."""
+    out = iface.node.run(["ethtool", "-S", iface.name]).stdout
+    return int(next(line.split(":")[1] for line in out.splitlines()
+                    if line.strip().startswith(name + ":")))
+
+
+def rx_packets(iface) -> int:
+    return iface.node.ipr.link("get", index=iface.index)[0].get_attr("IFLA_STATS64")["rx_packets"]
+
+
+def reflected(result) -> int:
+    """UDP frames to our port that came back in on the client's end."""
+    return sum(1 for pkt in result if not pkt.outgoing and len(pkt.frame) > 37
+               and pkt.frame[23] == socket.IPPROTO_UDP
+               and struct.unpack_from("!H", pkt.frame, 36)[0] == PORT)
+
+
+@needs_root
+@pytest.mark.parametrize("peer_pass", [True, False], ids=["peer-pass", "no-peer-program"])
+def test_native_xdp_on_veth_gives_the_peer_a_pass_program_so_xdp_tx_is_received(
+        lab, wire, capture, tmp_path, peer_pass):
+    """Without a native XDP program on the peer, veth drops every XDP_TX frame and
+    counts it only in its own xdp_tx_errors (the no-peer-program case shows the
+    kernel fact the guard exists for)."""
+    source = tmp_path / "xdp_tx_all.c"
+    source.write_text(XDP_TX_ALL)
+    prog = bpf.load(lab, source).program("xdp")          # found by its section
+    bpf.attach_xdp(wire.b_end, prog, "native", xdp_tx_peer=peer_pass)
+    peer = bpf.xdp_state(wire.a_end)
+    wire.a_end.node.ipr.neigh("add", dst="10.0.0.2", lladdr=wire.b_end.mac,
+                              ifindex=wire.a_end.index, state=0x80)   # NUD_PERMANENT
+    cap = capture(wire.a_end.node, "eth0")
+    before = rx_packets(wire.a_end)
+    for i in range(3):
+        wire.tx.sendto(b"probe %d" % i, ("10.0.0.2", PORT))
+    if peer_pass:
+        traffic.wait_for(lambda: rx_packets(wire.a_end) - before >= 3, timeout=10,
+                         what="3 frames back on the client's end")
+        assert reflected(cap.stop()) == 3
+        assert peer.mode == "native" and libbpf.prog_name(peer.prog_id) == "xdp_tx_peer"
+        assert veth_stat(wire.b_end, "rx_queue_0_xdp_tx_errors") == 0
+        assert "xdp/native:xdp_tx_peer" in " ".join(
+            p for link in describe_lab(lab)["nodes"][wire.a_end.node.name]["links"]
+            for p in link["programs"])
+    else:
+        traffic.wait_for(lambda: veth_stat(wire.b_end, "rx_queue_0_xdp_tx_errors") >= 3,
+                         timeout=10, what="3 XDP_TX errors")
+        assert peer.mode is None and reflected(cap.stop()) == 0
+
+
+@needs_root
+def test_native_xdp_on_veth_is_refused_when_the_peer_runs_generic_xdp(lab, wire, probe):
+    bpf.attach_xdp(wire.a_end, probe.program("xdp_count"), "generic")
+    with pytest.raises(LabError, match="generic XDP on its peer .* xdp_tx_peer=False"):
+        bpf.attach_xdp(wire.b_end, probe.program("xdp_count"), "native")
+    assert bpf.xdp_state(wire.b_end).mode is None

@@ -23,6 +23,7 @@ LAYERS = (
     ("kernels",),          # kernel images, VMs, matrix, bisect
     ("scenarios",),        # the named topologies and their known bugs
     ("report",),           # rows, tables, artifacts, lab descriptions
+    ("pytest_plugin",),    # fixtures, markers, the session's guards
     ("cli",),              # the nslab command
 )
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -12,6 +12,7 @@ lives as long as its fd: detaching is closing it.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
@@ -20,11 +21,14 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import LabError, Unsupported
 from . import libbpf
+from .loader import load
 
 if TYPE_CHECKING:
     from ..lab.cleanup import Deferred
     from ..lab.iface import Iface
     from .libbpf import Program
+
+log = logging.getLogger(__name__)
 
 TC_PARENTS = {"ingress": "ffff:fff2", "egress": "ffff:fff3"}  # clsact's two hooks
 TC_PARENT_IDS = {"ingress": 0xFFFFFFF2, "egress": 0xFFFFFFF3}
@@ -175,10 +179,20 @@ def _detach_xdp(iface: "Iface", index: int, mode_flag: int, prog_fd: int) -> Non
         os.close(prog_fd)
 
 
-def attach_xdp(iface: "Iface", prog: "Program", mode: str = "native") -> XdpAttachment:
+def attach_xdp(iface: "Iface", prog: "Program", mode: str = "native", *,
+               xdp_tx_peer: bool = True) -> XdpAttachment:
     """XDP in ``native`` (driver) or ``generic`` (skb) mode; never a silent fallback:
-    the mode flag is explicit and the mode the kernel reports is checked."""
+    the mode flag is explicit and the mode the kernel reports is checked.
+
+    Native XDP on a veth: frames the program sends back with XDP_TX reach the peer
+    only when the peer runs a native XDP program too; without one the kernel
+    drops every one of them silently. So, unless ``xdp_tx_peer=False`` (the
+    program never uses XDP_TX), the peer gets ``xdp_tx_peer`` (a pass program,
+    ``bpf/xdp_tx_peer.c``) when it has no XDP program, and the attach is refused,
+    with the fix, when the peer cannot get one."""
     _check(mode, XDP_MODE_FLAGS, "XDP mode")
+    if mode == "native" and xdp_tx_peer:
+        _make_peer_receive_xdp_tx(iface)
     index, flag, hook = iface.index, XDP_MODE_FLAGS[mode], f"xdp {mode}"
     try:
         _set_xdp(iface, index, [("IFLA_XDP_FD", prog.fd),
@@ -198,6 +212,27 @@ def attach_xdp(iface: "Iface", prog: "Program", mode: str = "native") -> XdpAtta
         raise LabError(f"{iface}: asked for {hook} of {prog.name} (id {prog.id}), "
                        f"kernel reports {state.mode} with program id {state.prog_id}")
     return attachment
+
+
+def _make_peer_receive_xdp_tx(iface: "Iface") -> Optional[XdpAttachment]:
+    if iface.info()["kind"] != "veth":
+        return None
+    fix = "or pass xdp_tx_peer=False if the program never uses XDP_TX"
+    peer = iface.peer
+    if peer is None:
+        raise LabError(f"{iface}: native XDP on a veth whose peer this lab did not make: "
+                       f"XDP_TX frames would be dropped unless the peer runs a native XDP "
+                       f"program; attach one there, use mode='generic', {fix}")
+    state = xdp_state(peer)
+    if state.mode == "native":
+        return None
+    if state.mode is not None:
+        raise LabError(f"{iface}: native XDP here but {state.mode} XDP on its peer {peer}: "
+                       f"XDP_TX frames would be dropped; attach the peer's program in native "
+                       f"mode, {fix}")
+    prog = load(iface.node.lab, "bpf/xdp_tx_peer.c").program("xdp_tx_peer")
+    log.info("%s: attached xdp_tx_peer to %s so that XDP_TX frames are received", iface, peer)
+    return attach_xdp(peer, prog, "native", xdp_tx_peer=False)
 
 
 # -- BPF links: tcx and netkit --------------------------------------------------------

@@ -8,6 +8,8 @@ written to a temporary file and renamed into place, so parallel xdist workers
 may build the same object at once: the last rename wins with identical bytes.
 
 Variants are defines: ``build("bpf/core_probe.c", defines={"VARIANT_BAD": 1})``.
+A program of your own builds the same way, with its own ``cflags`` and include
+directories; warnings are fatal (``-Werror``) only for nslab's own programs.
 A source declares its known variants in comment lines such as
 ``// nslab-variant: VARIANT_NO_CSUM_UPDATE`` so ``prebuild()`` can build every
 object the suite uses before a slow VM boots.
@@ -28,12 +30,13 @@ from pathlib import Path
 from typing import Iterable, Mapping, Optional, Union
 
 from ..errors import LabError, Unsupported
-from ..paths import BPF_SOURCES, PROJECT_ROOT
+from ..paths import BPF_SOURCES
 from . import prebuilt
 
 BPF_DIR = BPF_SOURCES
 INCLUDE_DIR = BPF_DIR / "include"
-CFLAGS = ("-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror")
+CFLAGS = ("-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall")
+OWN_CFLAGS = ("-Werror",)    # nslab's own programs: a warning is a bug here
 
 Define = Union[int, str, bool, None]
 DEFINE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -47,6 +50,7 @@ class BuildResult:
     defines: tuple[tuple[str, str], ...]
     digest: str         # sha256 hex: the cache key
     cache_hit: bool     # True when the object was already there
+    cflags: tuple[str, ...] = ()
 
 
 def cache_dir() -> Path:
@@ -82,13 +86,30 @@ def multiarch_include() -> str:
     return f"/usr/include/{triplet or platform.machine() + '-linux-gnu'}"
 
 
-def resolve_source(source: Union[str, Path]) -> Path:
-    """Relative paths are taken from the project root, so callers need no cwd."""
+def candidates(source: Union[str, Path]) -> list[Path]:
+    """Where a source may be: as given (a relative path from the current
+    directory), then — for ``bpf/NAME`` — among nslab's own programs."""
     path = Path(source)
-    path = path if path.is_absolute() else PROJECT_ROOT / path
-    if not path.is_file():
-        raise LabError(f"BPF source {source} not found")
-    return path.resolve()
+    if path.is_absolute():
+        return [path]
+    tried = [Path.cwd() / path]
+    if path.parts[:1] == ("bpf",) and len(path.parts) > 1:
+        tried.append(BPF_SOURCES.joinpath(*path.parts[1:]))
+    return tried
+
+
+def resolve_source(source: Union[str, Path]) -> Path:
+    """The file ``source`` names; a one-line error with every place tried."""
+    tried = candidates(source)
+    found = next((p for p in tried if p.is_file()), None)
+    if found is None:
+        raise LabError(f"BPF source {source} not found (looked at {', '.join(map(str, tried))})")
+    return found.resolve()
+
+
+def is_own(source: Path) -> bool:
+    """One of nslab's own programs (built with -Werror)."""
+    return source.resolve().is_relative_to(BPF_SOURCES.resolve())
 
 
 def normalise_defines(defines: Optional[Mapping[str, Define]]) -> tuple[tuple[str, str], ...]:
@@ -108,8 +129,21 @@ def _define_flags(defines: tuple[tuple[str, str], ...]) -> list[str]:
     return [f"-D{name}={value}" for name, value in defines]
 
 
-def _include_flags() -> list[str]:
-    return ["-I", multiarch_include(), "-I", str(INCLUDE_DIR)]
+def _include_flags(includes: Iterable[Union[str, Path]] = ()) -> list[str]:
+    flags = []
+    for directory in includes:
+        path = Path(directory).resolve()
+        if not path.is_dir():
+            raise LabError(f"BPF include directory {directory} not found (looked at {path})")
+        flags += ["-I", str(path)]
+    return flags + ["-I", multiarch_include(), "-I", str(INCLUDE_DIR)]
+
+
+def compile_flags(source: Path, defines: tuple[tuple[str, str], ...],
+                  cflags: Iterable[str] = (), includes: Iterable[Union[str, Path]] = ()
+                  ) -> list[str]:
+    own = OWN_CFLAGS if is_own(source) else ()
+    return [*CFLAGS, *own, *cflags, *_include_flags(includes), *_define_flags(defines)]
 
 
 def _first_error(stderr: str) -> str:
@@ -123,7 +157,7 @@ def _first_error(stderr: str) -> str:
 def _run_clang(argv: list[str], source: Path, what: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(argv, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise LabError(f"{what} {source.name} failed: {_first_error(proc.stderr)}")
+        raise LabError(f"{what} {source} failed: {_first_error(proc.stderr)}")
     return proc
 
 
@@ -136,8 +170,7 @@ def dependencies(source: Path, flags: list[str]) -> list[Path]:
     return [Path(p) for p in shlex.split(deps)]
 
 
-def digest_of(source: Path, defines: tuple[tuple[str, str], ...]) -> str:
-    flags = [*CFLAGS, *_include_flags(), *_define_flags(defines)]
+def digest_of(source: Path, flags: list[str]) -> str:
     h = hashlib.sha256()
     for part in (clang_version(clang()), "\0".join(flags)):
         h.update(part.encode() + b"\0")
@@ -148,29 +181,31 @@ def digest_of(source: Path, defines: tuple[tuple[str, str], ...]) -> str:
 
 
 def build(source: Union[str, Path], *, defines: Optional[Mapping[str, Define]] = None,
+          cflags: Iterable[str] = (), includes: Iterable[Union[str, Path]] = (),
           cache: Optional[Path] = None) -> BuildResult:
-    """Compile ``source`` with ``defines`` unless the cache has it; return where it is."""
+    """Compile ``source`` with ``defines``, extra ``cflags`` and ``includes`` (directories)
+    unless the cache has it; return where it is."""
     src = resolve_source(source)
-    defs = normalise_defines(defines)
-    shipped = None if cache else prebuilt.lookup(src, defs)   # in a VM: no clang
+    defs, extra = normalise_defines(defines), tuple(cflags)
+    shipped = None if cache or extra or includes else prebuilt.lookup(src, defs)  # in a VM
     if shipped:
         return BuildResult(shipped[0], src, defs, shipped[1], cache_hit=True)
-    digest = digest_of(src, defs)
+    flags = compile_flags(src, defs, extra, includes)
+    digest = digest_of(src, flags)
     out_dir = Path(cache) if cache else cache_dir()
     target = out_dir / f"{src.stem}-{digest}.o"
     if target.is_file():
-        return BuildResult(target, src, defs, digest, cache_hit=True)
+        return BuildResult(target, src, defs, digest, cache_hit=True, cflags=extra)
     out_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{src.stem}-", suffix=".tmp")
     os.close(fd)
     try:
-        _run_clang([clang(), *CFLAGS, *_include_flags(), *_define_flags(defs),
-                    "-c", str(src), "-o", tmp], src, "compiling")
+        _run_clang([clang(), *flags, "-c", str(src), "-o", tmp], src, "compiling")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return BuildResult(target, src, defs, digest, cache_hit=False)
+    return BuildResult(target, src, defs, digest, cache_hit=False, cflags=extra)
 
 
 def variants_of(source: Union[str, Path]) -> list[dict[str, Define]]:

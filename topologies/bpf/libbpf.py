@@ -326,10 +326,16 @@ class BpfObject:
         return self._handle is None
 
     def program(self, name: str) -> Program:
-        try:
+        """A program by its function name, or by its section (``xdp``, ``tc``,
+        ``xdp/echo``) when exactly one program sits there."""
+        if name in self.programs:
             return self.programs[name]
-        except KeyError:
-            raise LabError(f"{self}: no program {name!r}") from None
+        in_section = [p for p in self.programs.values() if p.section == name]
+        if len(in_section) == 1:
+            return in_section[0]
+        known = ", ".join(f"{p.name} (SEC {p.section})" for p in self.programs.values())
+        what = "several programs in section" if in_section else "no program or section"
+        raise LabError(f"{self}: {what} {name!r}; programs: {known or 'none'}")
 
     def map(self, name: str) -> Map:
         try:
@@ -411,8 +417,13 @@ def mprog_query(target_ifindex: int, attach_type: int, capacity: int = 64) -> Mp
 
 
 class _ProgInfoHead(_c.Structure):
-    """The first fields of ``struct bpf_prog_info``; the kernel fills what fits."""
-    _fields_ = [("type", _u32), ("id", _u32), ("tag", _c.c_uint8 * 8)]
+    """The first fields of ``struct bpf_prog_info`` (up to ``name``); the kernel
+    fills what fits."""
+    _fields_ = [("type", _u32), ("id", _u32), ("tag", _c.c_uint8 * 8),
+                ("jited_prog_len", _u32), ("xlated_prog_len", _u32),
+                ("jited_prog_insns", _c.c_uint64), ("xlated_prog_insns", _c.c_uint64),
+                ("load_time", _c.c_uint64), ("created_by_uid", _u32), ("nr_map_ids", _u32),
+                ("map_ids", _c.c_uint64), ("name", _c.c_char * 16)]
 
 
 def prog_id(fd: int) -> int:
@@ -422,6 +433,22 @@ def prog_id(fd: int) -> int:
     if ret:
         raise LabError(f"program info of fd {fd}: {strerror(ret)}")
     return info.id
+
+
+def prog_name(id: int) -> str:
+    """The name the kernel keeps for program ``id`` (its function name, 15 characters
+    at most), or "" when it is gone."""
+    fd = _prog_get_fd_by_id(id)
+    if fd < 0:
+        return ""
+    try:
+        info = _ProgInfoHead()
+        size = _u32(_c.sizeof(info))
+        if _obj_get_info_by_fd(fd, _c.byref(info), _c.byref(size)):
+            return ""
+        return info.name.decode(errors="replace")
+    finally:
+        os.close(fd)
 
 
 def prog_ids() -> list[int]:

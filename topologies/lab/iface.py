@@ -22,6 +22,7 @@ class Iface:
     def __init__(self, node: "Node", name: str):
         self.node, self.name = node, name
         self._index: Optional[int] = None
+        self.peer: Optional["Iface"] = None   # the other end of a veth the lab made
 
     def __repr__(self) -> str:
         return f"{self.node.name}:{self.name}"

@@ -19,7 +19,9 @@ def describe(lab: "Lab") -> dict:
             programs = []
             xdp = bpf.xdp_state(iface)
             if xdp.prog_id:
-                programs.append(f"xdp/{xdp.mode}:{xdp.prog_id}")
+                # By name: an ``xdp_tx_peer`` here says nslab attached it (see bpf.attach_xdp).
+                prog_name = bpf.libbpf.prog_name(xdp.prog_id)
+                programs.append(f"xdp/{xdp.mode}:{prog_name or xdp.prog_id}")
             programs += [f"tc/{direction}:{f['name']}" for direction in ("ingress", "egress")
                          for f in bpf.tc_filters(iface, direction)]
             programs += [f"tcx/{direction}:{prog_id}" for direction in ("ingress", "egress")

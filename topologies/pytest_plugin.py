@@ -1,0 +1,237 @@
+"""The nslab pytest plugin: fixtures for lab tests, failure artifacts, and the
+session's promise that nothing of ours outlives it.
+
+Installed with nslab (entry point ``pytest11``), so any test suite gets it
+without a conftest.py; ``-p no:nslab`` turns it off. Fixtures:
+
+- ``lab``: a fresh :class:`topologies.Lab`, removed after the test (skipped with
+  the reason when not root). On failure its artifacts (pcapng per capture,
+  verdicts, links, routes, tc filters, firewall, SNMP counters, drop reasons)
+  are written under ``<results>/artifacts/<test id>/``.
+- ``capture``: ``capture(node, "eth0")`` starts an offload-aware capture that
+  ends with the test and lands in the artifacts.
+- ``pair``: two nodes over one veth (client 10.0.0.1 / fd00::1, server .2 / ::2).
+- ``report_row``: this test's row in the scenario table ``nslab run`` prints.
+- ``drop_monitor``: the machine-wide drop-reason monitor, or None.
+- ``root_required``: skip with the reason when not root.
+
+Markers: ``lab`` (added to every test that uses ``lab`` or ``root_required``:
+what a kernel can change) and ``vm`` (boots a kernel). The results directory is
+``$NSLAB_RESULTS`` or ``results/`` under pytest's rootdir. The session fails if
+the root namespace changed or a lab of the session was left behind.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import pytest
+
+from .capture import Capture
+from .capture.drop_reasons import HEADER, DropMonitor
+from .capture.drop_reasons import describe as describe_drops
+from .lab import Lab, raise_on_termination, rootstate, sweep
+from .lab import session as lab_session
+from .report import artifacts, describe_lab
+from .report import rows as report_rows
+
+ROOT_REASON = "lab tests need root (CAP_NET_ADMIN + CAP_SYS_ADMIN: namespaces, netlink, BPF)"
+# Fixtures that make a test depend on the running kernel; such tests get the
+# ``lab`` marker, so ``-m lab`` (nslab matrix's default) picks what a kernel can change.
+KERNEL_FIXTURES = {"lab", "root_required"}
+VM_TEST_TIMEOUT = 1500   # a boot under TCG plus the guest's own pytest run
+MARKERS = (
+    "lab: needs root and real network namespaces (added by nslab to tests using its lab fixtures)",
+    "vm: boots a kernel in a VM (qemu + virtme-ng; slow under TCG): deselect with -m 'not vm'",
+)
+
+
+def _is_controller(config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def results_dir(config) -> str:
+    return os.environ.get(report_rows.RESULTS_ENV) or str(config.rootpath / "results")
+
+
+# -- lab traffic stays in lab namespaces ----------------------------------------------------
+def _scapy_must_not_resolve(*args, **kwargs):
+    raise RuntimeError("scapy wanted to resolve a MAC address, which sends ARP/ND from the "
+                       "root namespace: give Ether() an explicit dst")
+
+
+def _forbid_scapy_resolution() -> None:
+    """An ``Ether()`` without ``dst`` makes scapy send ARP or neighbour solicitations
+    from the root namespace. Only where the tests imported scapy themselves: the
+    plugin neither needs nor imports it."""
+    l2, inet6 = sys.modules.get("scapy.layers.l2"), sys.modules.get("scapy.layers.inet6")
+    for module, name in ((l2, "getmacbyip"), (inet6, "getmacbyip6")):
+        if module is not None and getattr(module, name) is not _scapy_must_not_resolve:
+            setattr(module, name, _scapy_must_not_resolve)
+
+
+# -- the session ---------------------------------------------------------------------------
+def pytest_configure(config):
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    config._nslab_results = results_dir(config)
+    raise_on_termination()
+    if _is_controller(config) and os.geteuid() == 0:
+        # Every lab made below belongs to this session (nested in an enclosing one).
+        config._nslab_session = lab_session.begin()
+        # The next run removes what a killed run left (dead owners, dead sessions).
+        for swept in sweep.sweep():
+            print(f"nslab: swept lab {swept.describe()}")
+        config._nslab_root_before = rootstate.snapshot()
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if KERNEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.lab)
+        if item.get_closest_marker("vm") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(VM_TEST_TIMEOUT))
+
+
+def pytest_runtest_setup(item):
+    _forbid_scapy_resolution()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if not _is_controller(config) or not hasattr(config, "_nslab_root_before"):
+        return
+    problems = []
+    kept, left = lab_session.finish(config._nslab_session)
+    for record in kept:
+        print(f"\nnslab: kept lab {record.name} ({record.prefix}): nslab ls / exec / down "
+              f"{record.name}")
+    if left:
+        problems.append("labs left behind by this session (now removed): "
+                        + ", ".join(sweep.remove_lab(r, "left by its session").prefix
+                                    for r in left))
+    changed = rootstate.diff(config._nslab_root_before, rootstate.snapshot())
+    if changed:
+        problems.append("the root namespace changed during the session:\n" + changed)
+    if problems:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        for problem in problems:
+            reporter.write_line(f"nslab: {problem}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"_nslab_{report.when}", report)
+    row = getattr(item, "_nslab_row", None)
+    if row is not None and report.when == "call" and report_rows.results_dir():
+        row.outcome = _outcome(report)
+        report_rows.write(row, report_rows.results_dir())
+    return report
+
+
+def _outcome(report) -> str:
+    if hasattr(report, "wasxfail"):
+        return "xfail" if report.skipped else "XPASS"
+    return report.outcome
+
+
+# -- fixtures ------------------------------------------------------------------------------
+@pytest.fixture
+def report_row(request):
+    """``report_row(scenario, knobs, **evidence)``: this test's row in the scenario
+    table that ``nslab run`` prints (knobs → verdict, counters, timings)."""
+    def record(scenario: str, knobs: dict, known_bug: str = "", **evidence):
+        request.node._nslab_row = report_rows.Row(
+            scenario=scenario, test=request.node.nodeid, knobs=dict(knobs),
+            evidence={k: str(v) for k, v in evidence.items()}, known_bug=known_bug)
+        return request.node._nslab_row
+    return record
+
+
+@pytest.fixture(scope="session")
+def root_required():
+    if os.geteuid() != 0:
+        pytest.skip(ROOT_REASON)
+
+
+@pytest.fixture(scope="session")
+def drop_monitor(root_required):
+    """The machine-wide drop-reason monitor of this worker, or None (with why)."""
+    why = DropMonitor.unavailable() or (
+        "drop reasons off: NSLAB_DROPMON=0" if os.environ.get("NSLAB_DROPMON") == "0" else None)
+    if why:
+        yield None
+        return
+    monitor = DropMonitor()
+    yield monitor
+    monitor.close()
+
+
+@pytest.fixture
+def lab(request, root_required, drop_monitor):
+    """A lab for one test; artifacts on failure; always removed."""
+    the_lab = Lab(description={"test": request.node.nodeid})
+    drops_before = drop_monitor.snapshot() if drop_monitor else None
+    results = request.config._nslab_results
+    try:
+        yield the_lab
+    finally:
+        report = getattr(request.node, "_nslab_call", None)
+        if report is not None and report.failed:
+            where = os.path.join(results, "artifacts", artifacts.safe_name(request.node.nodeid))
+            for cap in the_lab.captures:
+                cap.stop()
+            artifacts.collect(the_lab, where)
+            _write_drops(where, drop_monitor, drops_before)
+            print(f"nslab artifacts: {where}", file=sys.stderr)
+            if os.environ.get("NSLAB_KEEP_FAILED") == "1":
+                name = kept_name(request.node.name, the_lab.prefix)
+                prefix = the_lab.hand_over(name, describe_lab(the_lab))
+                print(f"nslab: kept lab {name} ({prefix}) for inspection: "
+                      f"nslab ls / exec / down {name}", file=sys.stderr)
+        elif os.environ.get("NSLAB_KEEP_PCAPNG") == "1" and the_lab.captures:
+            where = os.path.join(results, "pcapng", artifacts.safe_name(request.node.nodeid))
+            os.makedirs(where, exist_ok=True)
+            for i, cap in enumerate(the_lab.captures):
+                cap.stop()
+                cap.result.write_pcapng(os.path.join(
+                    where, artifacts.safe_name(f"{i}-{cap.node.name}-{cap.device}") + ".pcapng"))
+        the_lab.close()
+
+
+def kept_name(test_name: str, prefix: str) -> str:
+    """A kept lab's name: the test's, made to follow the lab-name rule, and the
+    lab's own hex so that two sessions keeping the same test never share one."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name).strip("_.-")[:50] or "test"
+    return f"{stem}-{prefix.rsplit('-', 1)[-1]}"
+
+
+def _write_drops(where: str, monitor, before) -> None:
+    if monitor is None:
+        text = (DropMonitor.unavailable() or "drop reasons off: NSLAB_DROPMON=0") + "\n"
+    else:
+        text = "\n".join([HEADER, *describe_drops(monitor.since(before))]) + "\n"
+    with open(os.path.join(where, "drops.txt"), "w") as f:
+        f.write(text)
+
+
+@pytest.fixture
+def pair(lab):
+    """Two nodes over one veth: client eth0 10.0.0.1/24 fd00::1/64 — server eth0
+    10.0.0.2/24 fd00::2/64. Returns (client, server)."""
+    client, server = lab.add_node("client"), lab.add_node("server")
+    end_c, end_s = lab.veth(client, "eth0", server, "eth0")
+    end_c.add_addr("10.0.0.1/24").add_addr("fd00::1/64")
+    end_s.add_addr("10.0.0.2/24").add_addr("fd00::2/64")
+    return client, server
+
+
+@pytest.fixture
+def capture(lab):
+    """``cap = capture(node, dev)``: started now, stopped at the latest with the test."""
+    def start(node, device: str) -> Capture:
+        return Capture(node, device).start()
+    return start
