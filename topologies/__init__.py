@@ -18,10 +18,12 @@ from . import bpf
 from .capture import Capture, CaptureResult
 from .errors import LabError, Unsupported
 from .lab import Iface, Lab, Node, firewall, offloads, traffic
+from .scenarios.topology_file import build as build_topology
+from .scenarios.topology_file import load as load_topology
 from .verdict import LayerVerdict, PacketVerdict, Status, VnetHdr, verify
 
 __all__ = [
     "Lab", "Node", "Iface", "LabError", "Unsupported",
     "Capture", "CaptureResult", "verify", "PacketVerdict", "LayerVerdict", "Status", "VnetHdr",
-    "bpf", "traffic", "firewall", "offloads",
+    "bpf", "traffic", "firewall", "offloads", "build_topology", "load_topology",
 ]

@@ -11,6 +11,8 @@ without a conftest.py; ``-p no:nslab`` turns it off. Fixtures:
 - ``capture``: ``capture(node, "eth0")`` starts an offload-aware capture that
   ends with the test and lands in the artifacts.
 - ``pair``: two nodes over one veth (client 10.0.0.1 / fd00::1, server .2 / ::2).
+- ``topology``: ``nodes = topology("lab.yaml")`` builds a topology file (a path
+  relative to the test file, or the current directory) into the test's lab.
 - ``report_row``: this test's row in the scenario table ``nslab run`` prints.
 - ``drop_monitor``: the machine-wide drop-reason monitor, or None.
 - ``root_required``: skip with the reason when not root.
@@ -35,6 +37,7 @@ from .lab import Lab, raise_on_termination, rootstate, sweep
 from .lab import session as lab_session
 from .report import artifacts, describe_lab
 from .report import rows as report_rows
+from .scenarios import topology_file
 
 ROOT_REASON = "lab tests need root (CAP_NET_ADMIN + CAP_SYS_ADMIN: namespaces, netlink, BPF)"
 # Fixtures that make a test depend on the running kernel; such tests get the
@@ -235,3 +238,13 @@ def capture(lab):
     def start(node, device: str) -> Capture:
         return Capture(node, device).start()
     return start
+
+
+@pytest.fixture
+def topology(request, lab):
+    """``nodes = topology("lab.yaml")``: a topology file built into this test's lab;
+    returns its nodes by name."""
+    def build(path):
+        beside_test = request.path.parent / path
+        return topology_file.build(lab, beside_test if beside_test.exists() else path)
+    return build

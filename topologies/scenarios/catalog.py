@@ -6,6 +6,7 @@ import importlib
 from types import ModuleType
 
 from ..errors import LabError
+from . import topology_file
 
 TOPOLOGIES = {
     "vxlan_overlay": "topologies.scenarios.vxlan_overlay",
@@ -16,8 +17,13 @@ TOPOLOGIES = {
 
 
 def load(name: str) -> ModuleType:
+    """A named topology's module, or a topology file (``*.yaml``) validated and
+    wrapped to look like one."""
+    if topology_file.is_topology_file(name):
+        return topology_file.FileTopology(topology_file.load(name))   # type: ignore
     if name not in TOPOLOGIES:
-        raise LabError(f"unknown topology {name!r}; topologies: {', '.join(sorted(TOPOLOGIES))}")
+        raise LabError(f"unknown topology {name!r}; topologies: {', '.join(sorted(TOPOLOGIES))} "
+                       f"(or a topology file, *.yaml)")
     return importlib.import_module(TOPOLOGIES[name])
 
 
