@@ -1,7 +1,15 @@
 """The main job's contract: results directory, report, artifacts, kept labs."""
 import os
+import re
+import signal
 import subprocess
 import sys
+import textwrap
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
 
 from topologies.lab import SESSION_ENV, netns, owner
 from topologies.paths import PROJECT_ROOT
@@ -66,3 +74,162 @@ def test_failed_lab_leaves_artifacts_and_can_be_kept_for_inspection(root_require
     finally:
         assert nslab("down", kept.name).returncode == 0
     assert netns.names(kept.prefix) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-k", "and or"], "bad -k expression 'and or' at column 1"),
+    (["--scenario", "nope"], "unknown scenario 'nope'; scenarios: lb_snat, pod_egress"),
+    (["-n", "many"], "-n 'many': a number of workers"),
+], ids=["bad-k", "unknown-scenario", "bad-jobs"])
+def test_bad_run_input_is_one_line_exit_2_and_creates_nothing(root_required, tmp_path,
+                                                              argv, message):
+    results = tmp_path / "results"
+    result = nslab("run", *argv, "--results", str(results))
+    assert (result.returncode, result.stdout) == (2, ""), result.stdout[-2000:]
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not results.exists()
+
+
+# ``nslab run`` on a stand-in suite: the real scenario file names, tests that skip
+# (as every lab test does without root or a kernel feature) and tests that pass.
+RUN_STAND_IN = """
+import sys
+from topologies.cli import run
+from topologies.cli.main import main
+run.TESTS = sys.argv[1]
+sys.exit(main(["run", "-n", "1", *sys.argv[2:]]))
+"""
+STAND_IN_SUITE = {
+    "test_vxlan_overlay.py": """
+        import pytest
+        @pytest.mark.parametrize("variant", ["a", "b", "c"])
+        def test_wire(variant):
+            pytest.skip("kernel lacks the frobnicator")
+        """,
+    "test_lb_snat.py": """
+        import pytest
+        def test_runs():
+            pass
+        @pytest.mark.xfail(reason="known bug", strict=True)
+        def test_known_bug():
+            assert False
+        """,
+}
+
+
+def run_stand_in(tmp_path, *argv):
+    suite = tmp_path / "suite"
+    suite.mkdir(exist_ok=True)
+    for name, text in STAND_IN_SUITE.items():
+        (suite / name).write_text(textwrap.dedent(text))
+    return subprocess.run([sys.executable, "-c", RUN_STAND_IN, str(suite), *argv,
+                           "--results", str(tmp_path / "results")], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_run_fails_when_a_selected_scenario_did_not_run(root_required, tmp_path):
+    """pytest exits 0 when every test skips: nslab run does not (a green CI that
+    tested nothing), and says which scenario and why; an xfail counts as run."""
+    result = run_stand_in(tmp_path, "--scenario", "vxlan_overlay", "--scenario", "lb_snat")
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr
+    line = "nslab run: scenario vxlan_overlay did not run: every test skipped " \
+           "(3 × kernel lacks the frobnicator)"
+    assert line in result.stderr.splitlines(), result.stderr
+    assert "lb_snat" not in result.stderr
+    assert "## Scenarios that did not run" in (tmp_path / "results" / "report.md").read_text()
+
+
+def test_run_allow_skips_accepts_a_scenario_that_did_not_run(root_required, tmp_path):
+    result = run_stand_in(tmp_path, "--scenario", "vxlan_overlay", "--allow-skips")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr
+    assert "did not run" not in result.stderr
+
+
+def test_run_that_selects_nothing_fails_with_a_clear_line(root_required, tmp_path):
+    result = nslab("run", "--scenario", "lb_snat", "-n", "1", "-k", "no_such_variant_anywhere",
+                   "--results", str(tmp_path))
+    assert result.returncode == 5, result.stdout[-2000:]
+    assert "nslab run: no test was selected (pytest exit 5): -k 'no_such_variant_anywhere' " \
+           "matches none of lb_snat" in result.stderr
+
+
+def test_scenarios_not_run_reads_the_junit_file(tmp_path):
+    """Skipped everywhere, or not collected at all: only a -k that narrows an
+    unnamed selection may leave a scenario out."""
+    from topologies.cli.run import scenarios_not_run
+    junit = tmp_path / "junit.xml"
+    junit.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="labtests.test_lb_snat" name="test_a">'
+        '<skipped type="pytest.skip" message="needs root (BPF)"/></testcase>'
+        '<testcase classname="labtests.test_vxlan_overlay" name="test_b[x]"/>'
+        '<testcase classname="labtests.test_xdp_responder" name="test_c">'
+        '<skipped type="pytest.xfail" message="known"/></testcase>'
+        '</testsuite></testsuites>')
+    selected = ["lb_snat", "pod_egress", "vxlan_overlay", "xdp_responder"]
+    assert scenarios_not_run(str(junit), selected, must_collect=True) == [
+        "scenario lb_snat did not run: every test skipped (1 × needs root (BPF))",
+        "scenario pod_egress did not run: no test of it was collected"]
+    assert scenarios_not_run(str(junit), selected, must_collect=False) == [
+        "scenario lb_snat did not run: every test skipped (1 × needs root (BPF))"]
+
+
+def test_report_points_at_the_artifacts_in_the_actual_results_directory(tmp_path):
+    from topologies.cli.run import markdown
+    from topologies.report.artifacts import safe_name
+    test = "labtests/test_vxlan_overlay.py::test_wire[udpcsum]"
+    (tmp_path / "artifacts" / safe_name(test)).mkdir(parents=True)
+    counts = {"tests": 1, "failures": 1, "errors": 0, "skipped": 0}
+    report = markdown(str(tmp_path), [], counts, [(test, "boom")], 1.0)
+    assert f"artifacts: `{tmp_path}/artifacts/{safe_name(test)}/`" in report
+    assert "`results/artifacts/`" not in report
+
+
+class Output:
+    """A child's stdout, read as it comes (pytest's progress has no newlines)."""
+
+    def __init__(self, stream):
+        self.text, self.changed = "", threading.Condition()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        for chunk in iter(lambda: os.read(stream.fileno(), 4096), b""):
+            with self.changed:
+                self.text += chunk.decode(errors="replace")
+                self.changed.notify_all()
+
+    def wait_for(self, pattern: str, deadline: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: re.search(pattern, self.text),
+                                         timeout=max(0.0, deadline - time.monotonic()))
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["sigint", "sigterm"])
+def test_interrupted_run_keeps_junit_tables_and_report(root_required, tmp_path, sig, code):
+    proc = subprocess.Popen([sys.executable, "-m", "topologies.cli", "run", "--scenario",
+                             "vxlan_overlay", "-n", "1", "--results", str(tmp_path)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = Output(proc.stdout)
+    try:
+        # The event: a test has finished, in its row file and in pytest's progress;
+        # a second result shows pytest is done with the first one's report (a signal
+        # in the middle of handing a report on would keep it out of the JUnit file).
+        deadline = time.monotonic() + 180
+        assert output.wait_for(r"items\]\s*[.sxXFE]{2}", deadline), output.text[-2000:]
+        while not list((tmp_path / "rows").glob("*.json")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert list((tmp_path / "rows").glob("*.json")), output.text[-2000:]
+        proc.send_signal(sig)
+        assert proc.wait(timeout=180) == code, output.text[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    cases = ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")
+    assert [c for c in cases if c.get("name")], output.text[-2000:]
+    report = (tmp_path / "report.md").read_text()
+    assert f"interrupted ({sig.name})" in report
+    assert (tmp_path / "scenarios.txt").read_text().startswith("== vxlan_overlay")
+    assert output.wait_for(rf"nslab run: interrupted \({sig.name}\) after \d+ tests",
+                           time.monotonic() + 10), output.text[-2000:]

@@ -9,6 +9,7 @@ from ..errors import LabError
 from ..kernels import bisect as bisection
 from ..kernels import images, matrix, vm
 from ..kernels.bisect import DEFAULT_BAD_IF, DEFAULT_GOOD_IF, bisect, checker
+from .run import check_results_dir
 
 
 def _outcomes(text: str) -> tuple[str, ...]:
@@ -28,13 +29,46 @@ def _deb_version(spec: str) -> str:
     return kernel.name
 
 
+def _check_spec(spec: str) -> None:
+    """``--check``'s kernel: any spec; a bare version means ``deb:`` (as in the checker)."""
+    images.check_specs([spec if ":" in spec or "/" in spec or spec == images.HOST
+                        else f"deb:{spec}"])
+
+
+def _versions(args) -> list[str]:
+    """The Debian versions to walk, from --good to --bad (both known, good older)."""
+    if not (args.good and args.bad):
+        raise LabError("bisect needs --good and --bad (or --check SPEC)")
+    good, bad = _deb_version(args.good), _deb_version(args.bad)
+    if images.version_key(good) >= images.version_key(bad):
+        raise LabError(f"--good {good} must be older than --bad {bad}")
+    images.check_specs([args.good, args.bad])
+    return images.versions_between(good, bad, images.available_deb_versions())
+
+
+def _test_file(test: str) -> None:
+    path = test.split("::", 1)[0]
+    if not (matrix.REPO / path).is_file():
+        raise LabError(f"no test file {path} (a test id: labtests/test_x.py::test_y[param])")
+
+
 def cmd_bisect(args) -> int:
     vm.handle_signals()
     good_if, bad_if = _outcomes(args.good_if), _outcomes(args.bad_if)
     if set(good_if) & set(bad_if):
-        raise LabError("--good-if and --bad-if overlap")
+        raise LabError(f"--good-if and --bad-if overlap: "
+                       f"{', '.join(sorted(set(good_if) & set(bad_if)))}")
+    # Every bad input answered before the prebuilt index is rewritten or a directory made.
+    _test_file(args.test)
+    if args.timeout <= 0:
+        raise LabError(f"--timeout {args.timeout:g}: seconds per kernel, more than 0")
+    if args.check:
+        _check_spec(args.check)
+    else:
+        versions = _versions(args)
     directory = Path(args.results or matrix.REPO / "results" /
                      time.strftime("bisect-%Y%m%d-%H%M%S")).resolve()
+    check_results_dir(str(directory))
     directory.mkdir(parents=True, exist_ok=True)
     progress = vm.printer()
     matrix.prebuild_bpf(progress)                 # once on the host, not per boot
@@ -45,10 +79,6 @@ def cmd_bisect(args) -> int:
         step = check(args.check)
         print(f"{step.version}: {step.verdict} ({step.why})")
         return step.code
-    if not (args.good and args.bad):
-        raise LabError("bisect needs --good and --bad (or --check SPEC)")
-    good, bad = _deb_version(args.good), _deb_version(args.bad)
-    versions = images.versions_between(good, bad, images.available_deb_versions())
     with open(directory / "bisect.log", "w") as logfile:
         def log(line: str) -> None:
             progress(line)
@@ -77,4 +107,4 @@ def register(subparsers) -> None:
     p.add_argument("--timeout", type=float, default=900, help="seconds per kernel (default 900)")
     p.add_argument("--results", metavar="DIR", help="results directory")
     p.add_argument("test", help="one test id, e.g. labtests/test_x.py::test_y[param]")
-    p.set_defaults(func=cmd_bisect)
+    p.set_defaults(func=cmd_bisect, needs_root=True)

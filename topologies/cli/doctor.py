@@ -12,12 +12,18 @@ import os
 import re
 import shutil
 import subprocess
+import sysconfig
 from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import LabError, Unsupported
+from ..paths import IN_CHECKOUT, PROJECT_ROOT
 
-SETUP = "bash ci/setup.sh"
+# The fix for what the machine lacks: this checkout's setup script, or (nslab
+# installed from a wheel) the Debian packages it would install.
+SETUP = (f"bash {PROJECT_ROOT / 'ci' / 'setup.sh'}" if IN_CHECKOUT else
+         "apt-get install clang llvm libbpf-dev iproute2 iptables nftables ethtool")
+DEBIAN_BCC = "/usr/lib/python3/dist-packages/bcc"
 CAPS = {"CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_SYS_ADMIN": 21, "CAP_BPF": 39}
 
 
@@ -44,10 +50,19 @@ def check_root() -> Check:
                  "run nslab as root (labs create namespaces and load BPF)", essential=True)
 
 
-def check_capabilities() -> Check:
+# What every lab command needs: namespaces and netlink (CAP_SYS_ADMIN, CAP_NET_ADMIN).
+ROOT_CAPS = ("CAP_NET_ADMIN", "CAP_SYS_ADMIN")
+
+
+def missing_caps(names=tuple(CAPS)) -> list[str]:
+    """The capabilities among ``names`` this process lacks (effective set)."""
     with open("/proc/self/status") as f:
         eff = int(re.search(r"^CapEff:\s*([0-9a-f]+)", f.read(), re.M).group(1), 16)
-    missing = [name for name, bit in CAPS.items() if not eff >> bit & 1]
+    return [name for name in names if not eff >> CAPS[name] & 1]
+
+
+def check_capabilities() -> Check:
+    missing = missing_caps()
     return Check("capabilities", not missing,
                  "all of " + ", ".join(CAPS) if not missing else "missing " + ", ".join(missing),
                  "run privileged (docker --privileged, or a root shell on the host)",
@@ -164,15 +179,26 @@ def check_ethtool() -> Check:
                  "the command is for people)", "apt-get install ethtool")
 
 
+def bcc_fix() -> str:
+    """Debian's bcc (python3-bpfcc) is not on PyPI: a venv sees it through a link."""
+    if IN_CHECKOUT:
+        return f"apt-get install python3-bpfcc, then {SETUP}"
+    site = sysconfig.get_paths()["purelib"]
+    return (f"apt-get install python3-bpfcc, then ln -s {DEBIAN_BCC} {site}/bcc "
+            f"(the drop-reason monitor is optional: nothing else needs it)")
+
+
 def check_bcc() -> Check:
     try:
         import bcc  # noqa: F401  (Debian's python3-bpfcc, linked into the venv)
     except ImportError as exc:
         return Check("bcc", False, f"not importable: {exc}",
-                     "apt-get install python3-bpfcc, then " + SETUP)
+                     bcc_fix())
     build = f"/lib/modules/{os.uname().release}/build"
     if not os.path.exists(build):
-        return Check("bcc", False, f"importable, but no kernel headers at {build}", SETUP)
+        return Check("bcc", False, f"importable, but no kernel headers at {build}",
+                     f"apt-get install linux-headers-{os.uname().release}" +
+                     (f" (or {SETUP})" if IN_CHECKOUT else ""))
     return Check("bcc", True, f"importable; headers {os.path.realpath(build)}")
 
 

@@ -11,7 +11,7 @@ import time
 
 from .. import scenarios
 from ..errors import LabError
-from ..lab import netns
+from ..lab import LAB_NAME_RULE, check_name, netns
 from ..lab.owner import OwnerRecord, all_records
 
 UP_TIMEOUT = 60
@@ -22,18 +22,28 @@ def _live_names() -> set[str]:
 
 
 def find(name: str) -> OwnerRecord:
-    """A lab by its name or prefix."""
-    for record in all_records():
-        if name in (record.name, record.prefix):
+    """The one lab ``name`` names: its prefix (always one lab), or a name no other
+    lab carries (two test sessions may keep labs under the same name)."""
+    check_name(name)
+    records = all_records()
+    for record in records:
+        if record.prefix == name:
             return record
-    known = sorted(r.name or r.prefix for r in all_records() if r.topology)
+    named = [r for r in records if r.name == name]
+    if len(named) > 1:
+        raise LabError(f"{len(named)} labs are named {name!r}: "
+                       f"{', '.join(r.prefix for r in named)}; name one by its prefix")
+    if named:
+        return named[0]
+    known = sorted(r.name or r.prefix for r in records if r.topology)
     raise LabError(f"no lab {name!r}; labs: {', '.join(known) or '(none)'}")
 
 
 def cmd_up(args) -> int:
     module = scenarios.load(args.topology)
     config = scenarios.config_for(module, scenarios.parse_settings(args.set))  # fail before forking
-    name = args.name or f"{args.topology}-{os.getpid()}"
+    # No --name: a default; --name '' is a bad name like any other.
+    name = check_name(args.name) if args.name is not None else f"{args.topology}-{os.getpid()}"
     if name in _live_names():
         raise LabError(f"a lab named {name!r} is running (nslab down {name})")
     argv = [sys.executable, "-m", "topologies.cli.keeper", args.topology, "--name", name]
@@ -54,10 +64,11 @@ def cmd_up(args) -> int:
 
 def cmd_ls(args) -> int:
     from ..report.describe import render
-    records = [r for r in all_records() if r.topology and (not args.lab or
-                                                           args.lab in (r.name, r.prefix))]
-    if args.lab and not records:
-        find(args.lab)   # the one-line error
+    try:
+        records = [find(args.lab)] if args.lab else [r for r in all_records() if r.topology]
+    except PermissionError as exc:   # the records are root's: a non-root ls may not read them
+        print(f"nslab ls: needs root to read the lab records ({exc.filename})", file=sys.stderr)
+        return 2
     for record in records:
         state = "" if record.owner_alive() else "  [owner dead: nslab sweep removes it]"
         print(render(record) + state)
@@ -76,7 +87,7 @@ def _node_netns(record: OwnerRecord, node: str) -> str:
 def cmd_exec(args) -> int:
     record = find(args.lab)
     name = _node_netns(record, args.node)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not command:
         raise LabError("nothing to run: nslab exec <lab> <node> -- <command>")
     netns.enter(name)   # this process, single-threaded here, then exec
@@ -89,6 +100,10 @@ def cmd_exec(args) -> int:
 def cmd_down(args) -> int:
     from ..lab.sweep import remove_lab
     record = find(args.lab)
+    if record.owner_alive() and not record.keeper:
+        # A test's lab: its owner is a pytest worker, which a SIGTERM would stop.
+        raise LabError(f"lab {args.lab} ({record.prefix}) belongs to running pid {record.pid}, "
+                       f"not a keeper: it goes when that process ends")
     if record.owner_alive():
         os.kill(record.pid, signal.SIGTERM)   # the keeper this lab's record names
         deadline = time.monotonic() + 30
@@ -103,7 +118,7 @@ def cmd_down(args) -> int:
 
 
 def cmd_capture(args) -> int:
-    from ..capture.af_packet import Capture
+    from ..capture.af_packet import Capture, kernel_chatter
     from ..capture.drop_reasons import HEADER, DropMonitor, describe
     from ..lab.lab import Lab
     record = find(args.lab)
@@ -111,24 +126,39 @@ def cmd_capture(args) -> int:
     why_not = DropMonitor.unavailable()
     monitor = None if why_not else DropMonitor()
     before = monitor.snapshot() if monitor else None
+    # What the kernel sends by itself (MLD, router solicitations, IGMP) says
+    # nothing about the lab's traffic: hidden unless --all.
+    hide = None if args.all else kernel_chatter
     # A helper lab owns only this capture's thread; the node is the running lab's.
-    with Lab(name=f"capture-{record.name}") as helper:
+    # Unnamed (its prefix): a name derived from the lab's could break the name rule.
+    with Lab(description={"capture": record.prefix}) as helper:
         node = helper.attach_node(args.node, name)
         cap = Capture(node, args.device).start()
-        shown, start = 0, time.monotonic()
+        print(f"capturing on {args.node}:{args.device}"
+              + ("" if args.all else " (kernel chatter hidden: --all shows it)"), flush=True)
+        shown, read, hidden, start = 0, 0, 0, time.monotonic()
         try:
             while ((args.count is None or shown < args.count) and
                    (args.seconds is None or time.monotonic() - start < args.seconds)):
                 time.sleep(0.1)
-                for pkt in cap.result.packets[shown:]:
-                    shown += 1
-                    for verdict in pkt.verdicts():
+                for pkt in cap.result.packets[read:]:
+                    if args.count is not None and shown >= args.count:
+                        break
+                    read += 1
+                    if hide and hide(pkt.frame):
+                        hidden += 1
+                        continue
+                    # A line per wire frame (a GSO super-packet is several): --count is exact.
+                    left = None if args.count is None else args.count - shown
+                    for verdict in pkt.verdicts()[:left]:
                         print(f"{'out' if pkt.outgoing else 'in '} {len(verdict.frame):5d}B "
                               f"{verdict.summary()}", flush=True)
+                        shown += 1
         except KeyboardInterrupt:
             pass
         result = cap.stop()
-    print(f"-- {shown} frames; kernel dropped {result.kernel_drops}")
+    print(f"-- {shown} frames; kernel dropped {result.kernel_drops}"
+          + (f"; {hidden} frames of kernel chatter hidden (--all shows them)" if hidden else ""))
     print(HEADER + ":" if monitor else why_not)
     if monitor:
         for line in describe(monitor.since(before)) or ["(none)"]:
@@ -141,8 +171,8 @@ def register(sub) -> None:
     p = sub.add_parser("up", help="build a named topology and leave it running")
     p.add_argument("topology", help=", ".join(sorted(scenarios.TOPOLOGIES)))
     p.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE")
-    p.add_argument("--name", help="the lab's name (default: topology-pid)")
-    p.set_defaults(func=cmd_up)
+    p.add_argument("--name", help=f"the lab's name, {LAB_NAME_RULE} (default: topology-pid)")
+    p.set_defaults(func=cmd_up, needs_root=True)
 
     p = sub.add_parser("ls", help="running labs: nodes, links, addresses, programs")
     p.add_argument("lab", nargs="?")
@@ -151,12 +181,13 @@ def register(sub) -> None:
     p = sub.add_parser("exec", help="run a command inside a node of a lab")
     p.add_argument("lab")
     p.add_argument("node")
-    p.add_argument("command", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_exec)
+    # dest "argv": "command" is the subcommand's name (nslab's messages use it)
+    p.add_argument("argv", metavar="command", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_exec, needs_root=True)
 
     p = sub.add_parser("down", help="remove a lab made with nslab up")
     p.add_argument("lab")
-    p.set_defaults(func=cmd_down)
+    p.set_defaults(func=cmd_down, needs_root=True)
 
     p = sub.add_parser("capture", help="live checksum verdicts of what crosses a device")
     p.add_argument("lab")
@@ -164,4 +195,7 @@ def register(sub) -> None:
     p.add_argument("device")
     p.add_argument("--count", type=int, help="stop after N frames")
     p.add_argument("--seconds", type=float, help="stop after S seconds")
-    p.set_defaults(func=cmd_capture)
+    p.add_argument("--all", action="store_true",
+                   help="also show what the kernel sends by itself (MLD, router solicitations, "
+                        "IGMP)")
+    p.set_defaults(func=cmd_capture, needs_root=True)

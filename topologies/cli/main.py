@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..errors import LabError
@@ -56,17 +57,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="remove labs whose owner process died")
     p.add_argument("--dry-run", action="store_true", help="only list them")
-    p.set_defaults(func=cmd_sweep)
+    p.set_defaults(func=cmd_sweep, needs_root=True)
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
     return parser
 
 
+def not_root(command: str) -> str:
+    """The one line for a command that needs root run without it, or ""."""
+    from .doctor import ROOT_CAPS, missing_caps
+    caps, missing = " + ".join(ROOT_CAPS), missing_caps(ROOT_CAPS)
+    if os.geteuid() != 0:
+        return f"nslab {command}: needs root ({caps})"
+    if missing:
+        return f"nslab {command}: needs root with {caps} (missing {', '.join(missing)})"
+    return ""
+
+
+def _stdout_gone() -> int:
+    """The reader of our output went away (``nslab ls | head -1``): no traceback,
+    and no second error when Python flushes stdout at exit (the Python docs' recipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141    # as if killed by SIGPIPE, what a shell reports for such a writer
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    refusal = not_root(args.command) if getattr(args, "needs_root", False) else ""
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _stdout_gone()
     except LabError as exc:
         print(f"nslab: {exc}", file=sys.stderr)
         return 2

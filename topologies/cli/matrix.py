@@ -5,8 +5,20 @@ import argparse
 import time
 from pathlib import Path
 
+from ..errors import LabError
 from ..kernels import images, vm
 from ..kernels.matrix import REPO, closing_line, render, run_matrix, save
+from .run import check_expression, check_jobs, check_results_dir
+
+
+def check_selection(selection: list[str]) -> None:
+    """The ``-k``/``-m`` expressions of a pytest selection parse (one line if not)."""
+    for i, arg in enumerate(selection):
+        for option in ("-k", "-m"):
+            if arg == option and i + 1 < len(selection):
+                check_expression(option, selection[i + 1])
+            elif arg.startswith(option) and len(arg) > 2:
+                check_expression(option, arg[2:])
 
 
 def cmd_matrix(args) -> int:
@@ -18,8 +30,16 @@ def cmd_matrix(args) -> int:
         for spec in specs:
             print(spec)
         return 0
+    # Every bad input answered before BPF is built, bytecode warmed or a directory made.
+    if not specs:
+        raise LabError("no kernel given (--kernel host, --kernel deb:6.12.117, ...)")
+    images.check_specs(specs)
+    check_selection(args.selection)
+    check_jobs(args.jobs)
+    if args.timeout <= 0:
+        raise LabError(f"--timeout {args.timeout:g}: seconds per kernel, more than 0")
     directory = Path(args.results or REPO / "results" / time.strftime("matrix-%Y%m%d-%H%M%S"))
-    directory = directory.resolve()
+    directory = Path(check_results_dir(str(directory.resolve())))
     directory.mkdir(parents=True, exist_ok=True)
     progress = vm.printer()
     results = run_matrix(specs, args.selection, directory, timeout=args.timeout,
@@ -55,4 +75,4 @@ def register(subparsers) -> None:
     p.add_argument("selection", nargs=argparse.REMAINDER,
                    help="pytest selection (files, ids, -k/-m ...; default: "
                         "labtests -m 'lab and not vm': the tests that touch the kernel)")
-    p.set_defaults(func=cmd_matrix)
+    p.set_defaults(func=cmd_matrix, needs_root=True)

@@ -183,6 +183,39 @@ def kernel_cache() -> Path:
     return cache_root() / "kernels"
 
 
+def cached_deb_versions(cache: Optional[Path] = None) -> set[str]:
+    """Debian kernel versions already unpacked in the cache (``<package>_<version>``)."""
+    root = cache or kernel_cache()
+    found = set()
+    for entry in root.glob("linux-image-*") if root.is_dir() else ():
+        match = _DEB_PACKAGE.match(entry.name.split("_", 1)[0])
+        if match:
+            found.add(match["version"])
+    return found
+
+
+def check_specs(specs: Iterable[str], names: Optional[Iterable[str]] = None,
+                cache: Optional[Path] = None) -> list[Kernel]:
+    """Every spec parsed, and every ``deb:`` version one apt offers or the cache holds:
+    the one-line LabError comes before anything is built, fetched or written."""
+    kernels = [parse(spec) for spec in specs]
+    debs = [k for k in kernels if k.kind == "deb"]
+    if not debs:
+        return kernels
+    try:
+        offered = deb_versions(apt_package_names() if names is None else names)
+    except LabError:
+        offered = {}   # no apt here: the cache may still hold what is asked for
+    known = sort_versions(set(offered) | cached_deb_versions(cache))
+    for kernel in debs:
+        if kernel.name not in known:
+            shown = ", ".join(known) if len(known) <= 12 else \
+                f"{', '.join(known[:3])}, ..., {', '.join(known[-3:])} ({len(known)} versions)"
+            raise LabError(f"kernel spec {kernel.spec!r}: no Debian kernel {kernel.name}; "
+                           f"available (apt, cache): {shown or 'none (run apt-get update)'}")
+    return kernels
+
+
 def _run(argv: list[str], cwd: Path, what: str) -> None:
     proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
