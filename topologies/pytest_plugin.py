@@ -27,13 +27,14 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 
 import pytest
 
 from .capture import Capture
 from .capture.drop_reasons import HEADER, DropMonitor
 from .capture.drop_reasons import describe as describe_drops
-from .lab import Lab, raise_on_termination, rootstate, sweep
+from .lab import Lab, owner, raise_on_termination, rootstate, sweep
 from .lab import session as lab_session
 from .report import artifacts, describe_lab
 from .report import rows as report_rows
@@ -106,6 +107,7 @@ def pytest_sessionfinish(session, exitstatus):
     if not _is_controller(config) or not hasattr(config, "_nslab_root_before"):
         return
     problems = []
+    _let_workers_finish(config._nslab_session)
     kept, left = lab_session.finish(config._nslab_session)
     for record in kept:
         print(f"\nnslab: kept lab {record.name} ({record.prefix}): nslab ls / exec / down "
@@ -122,6 +124,21 @@ def pytest_sessionfinish(session, exitstatus):
         for problem in problems:
             reporter.write_line(f"nslab: {problem}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+WORKER_TEARDOWN_BOUND = 30.0   # s
+
+
+def _let_workers_finish(session_record) -> None:
+    """An interrupted session ends here while its xdist workers may still be
+    removing their labs: wait for those (their owners alive, not keepers) to go,
+    bounded, before judging what was left behind."""
+    def tearing_down():
+        return [r for r in owner.all_records() if r.session == session_record.id
+                and not r.keeper and r.owner_alive() and r.pid != os.getpid()]
+    deadline = time.monotonic() + WORKER_TEARDOWN_BOUND
+    while tearing_down() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 @pytest.hookimpl(wrapper=True)
