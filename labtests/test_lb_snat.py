@@ -64,9 +64,14 @@ ERROR_TYPES = {"ipv4": (3, 11, 12), "ipv6": (1, 2, 3, 4)}
 IP_HLEN = {"ipv4": 20, "ipv6": 40}
 UPLOAD_BYTES = 4 << 20
 UPLOAD_BOUND = 10.0       # s: a fixed upload takes tens of ms here
-STALL_WINDOW = 2.0        # s: how long a black-holed upload is given
+EVENT_BOUND = 10.0        # s: an awaited packet or count comes in ms; this ends a wait gone wrong
 CRAFTED_MTU = 1300        # what the crafted errors announce (the real hop says 1400)
 SO_NO_CHECK = 11          # socket option: IPv4 UDP sent with checksum 0
+# What a kernel counts for each ICMP error it takes in, accepted or rejected for
+# its checksum; and what a router counts for each frag-needed / Packet Too Big.
+ERRORS_TAKEN = {"ipv4": ("Icmp.InDestUnreachs", "Icmp.InCsumErrors"),
+                "ipv6": ("Icmp6.InPktTooBigs", "Icmp6.InDestUnreachs", "Icmp6.InCsumErrors")}
+ERRORS_SENT = {"ipv4": ("Icmp.OutDestUnreachs",), "ipv6": ("Icmp6.OutPktTooBigs",)}
 
 
 # -- packets (scapy) ------------------------------------------------------------------------
@@ -392,6 +397,11 @@ class Sent:
     socket_learned: bool      # upload completed / the next DF send failed with EMSGSIZE
 
 
+def errors_taken(node, family: str) -> Callable[[], int]:
+    """ICMP errors ``node``'s kernel takes in from now on, accepted or rejected."""
+    return traffic.counter_growth(node, *ERRORS_TAKEN[family])
+
+
 def too_long(errors: list[str]) -> bool:
     return any("too long" in e for e in errors)
 
@@ -407,8 +417,14 @@ class TcpUpload:
         assert traffic.tcp_connect(topo.client, *topo.target(family)).completed
 
     def run(self, topo: ls.LbSnat, family: str, valid: bool) -> Sent:
+        # A black hole, as the client's kernel counts it: it rejected an ICMP
+        # error (bad checksum), so it learned no path MTU, and its TCP resent a
+        # segment, as big as the one the error was about. It can never finish.
+        rejected = traffic.counter_growth(topo.client, ls.ICMP_CSUM_ERRORS[family])
+        resent = traffic.counter_growth(topo.client, "Tcp.RetransSegs")
         result = traffic.tcp_transfer(topo.client, *topo.target(family), nbytes=UPLOAD_BYTES,
-                                      timeout=UPLOAD_BOUND if valid else STALL_WINDOW)
+                                      timeout=UPLOAD_BOUND,
+                                      lost=lambda: rejected() > 0 and resent() > 0)
         return Sent(f"{result.seconds:.3f}s" if result.completed else
                     f"stalled ({result.error})", result.completed)
 
@@ -422,7 +438,7 @@ class UdpDf:
         assert traffic.udp_request(topo.client, *topo.target(family), count=1).answered == 1
 
     def run(self, topo: ls.LbSnat, family: str, valid: bool) -> Sent:
-        errors = []
+        errors, left_client, taken = [], 0, errors_taken(topo.client, family)
         with topo.client.socket(ls.socket_family(family), socket.SOCK_DGRAM) as sock:
             traffic.set_df(sock, ls.socket_family(family), True)
             if self.no_check:
@@ -430,9 +446,13 @@ class UdpDf:
             for i in range(3):
                 try:
                     sock.sendto(bytes(big_payload(family)), topo.target(family))
+                    left_client += 1
                 except OSError as exc:
                     errors.append(f"datagram {i}: {exc.strerror}")
-                time.sleep(0.2)
+                # The next send fails at once if the kernel learned the path MTU
+                # from the error this one drew: give it that error first.
+                traffic.wait_for(lambda: taken() >= left_client, timeout=EVENT_BOUND,
+                                 what="the client's kernel to take in the router's ICMP error")
         return Sent("n/a", too_long(errors))
 
 
@@ -441,8 +461,11 @@ class PingDf:
         assert traffic.ping(topo.client, topo.target(family)[0], count=1).received == 1
 
     def run(self, topo: ls.LbSnat, family: str, valid: bool) -> Sent:
+        # No echo comes back: each ping ends when the client's kernel took in the
+        # router's error about it (a next one then fails at once if it learned).
         result = traffic.ping(topo.client, topo.target(family)[0], count=3, df=True,
-                              size=big_payload(family), timeout=0.2)
+                              size=big_payload(family), timeout=EVENT_BOUND,
+                              dropped=errors_taken(topo.client, family))
         return Sent("n/a", too_long(result.errors))
 
 
@@ -488,9 +511,13 @@ def run_icmp_errors_to_client(topo: ls.LbSnat, family: str, outcome: ls.Outcome,
     traffic_.start(topo, family)
     target = topo.target(family)
     before = topo.client.snmp()
+    taken = errors_taken(topo.client, family)
+    sent_by_router = traffic.counter_growth(topo.router, *ERRORS_SENT[family])
     at_router, at_client = capture(topo.router, "eth0"), capture(topo.client, "eth0")
     sent_by_client = traffic_.run(topo, family, outcome.icmp_valid)
-    quiet = time.time()   # a black-holed TCP socket may go on retransmitting past here
+    quiet = time.time()   # nothing leaves the client past here (a given-up upload is reset)
+    traffic.wait_for(lambda: taken() >= sent_by_router(), timeout=EVENT_BOUND,
+                     what="the client's kernel to take in every error the router sent")
     at_client.stop()      # first: the client saw a prefix of what the router sent ...
     at_router.stop()
     sent = icmp_error_packets(at_router.result, "out")
@@ -602,19 +629,21 @@ def test_eight_byte_quote(lab, capture, report_row, variant, family):
     at_router = capture(topo.router, "eth0")
     sock = topo.client.socket(ls.socket_family(family), socket.SOCK_STREAM)
     lab.defer(sock.close, what="idle TCP connection")
-    sock.settimeout(2)
+    sock.settimeout(EVENT_BOUND)
     sock.connect(target)
-    traffic.wait_for(lambda: server.connections, timeout=2, what="the connection")
+    traffic.wait_for(lambda: server.connections, timeout=EVENT_BOUND, what="the connection")
     at_router.stop()
     invoking = last_packet_from(at_router.result, plan.node, 6)
     assert invoking is not None
     error = Ether(dst=topo.lb_backend_side.mac, src=topo.router_lb_side.mac) / icmp_error(
         family, plan.router_node, plan.node, invoking[:IP_HLEN[family] + 8], mtu=CRAFTED_MTU)
     before = topo.client.snmp()
+    taken = errors_taken(topo.client, family)
     at_client = capture(topo.client, "eth0")
     send_frame(topo.router, "eth0", bytes(error))
-    traffic.wait_for(lambda: icmp_errors(at_client.result, "in"), timeout=2,
-                     what="the ICMP error at the client")
+    # Captured, and judged by the client's kernel (the tap sees it first).
+    traffic.wait_for(lambda: icmp_errors(at_client.result, "in") and taken(),
+                     timeout=EVENT_BOUND, what="the ICMP error taken in by the client")
     at_client.stop()
     client_quote = NatTuple(plan.client, target[0], sock.getsockname()[1], target[1], 6)
     [verdict] = check_errors([bytes(error)], icmp_errors(at_client.result, "in"), family,
@@ -642,17 +671,19 @@ def test_client_icmp_error_goes_out_translated(lab, capture, report_row, variant
     server = topo.backend.socket(fam, socket.SOCK_DGRAM)
     lab.defer(server.close, what="backend UDP socket")
     server.bind((plan.backend, ls.BACKEND_PORT))
-    server.settimeout(2)
+    server.settimeout(EVENT_BOUND)
     with topo.client.socket(fam, socket.SOCK_DGRAM) as client:
         client.sendto(b"request", target)
         cport = client.getsockname()[1]
     _data, peer = server.recvfrom(64)
     assert peer[0] == plan.node and ls.NAT_PORTS[0] <= peer[1] <= ls.NAT_PORTS[1]
     before = topo.backend.snmp()
+    taken = errors_taken(topo.backend, family)
     at_client, at_backend = capture(topo.client, "eth0"), capture(topo.backend, "eth0")
     server.sendto(b"late reply", peer[:2])
-    traffic.wait_for(lambda: icmp_errors(at_backend.result, "in"), timeout=2,
-                     what="the client's ICMP error at the backend")
+    # Captured, and judged by the backend's kernel (the tap sees it first).
+    traffic.wait_for(lambda: icmp_errors(at_backend.result, "in") and taken(),
+                     timeout=EVENT_BOUND, what="the client's ICMP error taken in by the backend")
     at_client.stop()
     at_backend.stop()
     backend_quote = NatTuple(plan.backend, plan.node, ls.BACKEND_PORT, peer[1], 17)

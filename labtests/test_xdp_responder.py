@@ -30,7 +30,11 @@ from topologies.verdict import Status, verify
 
 SNMP = {"ipv4": "Icmp", "ipv6": "Icmp6"}
 ICMP_LAYER = {"ipv4": "icmp", "ipv6": "icmpv6"}
-REPLY_WAIT = {True: 1.0, False: 0.2}   # s per ping: a reply the kernel drops never comes
+# What the client's kernel counts for each echo reply it takes in: accepted, or
+# dropped for its checksum (then no ping ever sees it: the count ends the wait).
+REPLIES_TAKEN = {"ipv4": ("Icmp.InEchoReps", "Icmp.InCsumErrors"),
+                 "ipv6": ("Icmp6.InEchoReplies", "Icmp6.InCsumErrors")}
+REPLY_BOUND = 10.0   # s: a reply comes in ms; this only ends a wait gone wrong
 # Requests no ping socket sends (identifier 0), from a raw socket: the one whose
 # reply is all zeros. An ICMPv6 reply never is (the pseudo-header is in its sum).
 RAW_PROBES = {"ipv4": {"all_zero_reply": xr.all_zero_reply_request()}, "ipv6": {}}
@@ -87,12 +91,17 @@ def test_echo_replies_at_the_client(lab, capture, report_row, variant, mode, fam
     verifies = {name: xr.reply_verifies(variant, family, src, dst, m)
                 for name, m in messages.items()}
     client_before, responder_before = client.snmp(), responder.snmp()
+    replies_taken = traffic.counter_growth(client, *REPLIES_TAKEN[family])
     cap = capture(client, "eth0")
     pings = {name: traffic.ping(client, dst, count=1, payload=payload, ident=xr.ECHO_IDENT,
-                                timeout=REPLY_WAIT[verifies[name]])
+                                timeout=REPLY_BOUND, dropped=traffic.counter_growth(
+                                    client, f"{SNMP[family]}.InCsumErrors"))
              for name, payload in payloads.items()}
     for message in RAW_PROBES[family].values():
         send_raw_echo(client, dst, message)
+    # The raw probes' replies too: each taken in (or dropped) by the client's kernel.
+    traffic.wait_for(lambda: replies_taken() >= len(messages), timeout=REPLY_BOUND,
+                     what="the client's kernel to take in every echo reply")
     result = cap.stop()
     client_delta = client.snmp().delta(client_before)
     responder_delta = responder.snmp().delta(responder_before)

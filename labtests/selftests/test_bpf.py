@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import socket
 import struct
 import time
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import pytest
 from hypothesis import given, settings
@@ -30,6 +32,7 @@ CORE = "bpf/core_probe.c"
 NO_CSUM = {"VARIANT_NO_CSUM_UPDATE": 1}
 UDP_SLOT, NOT_IPV4_SLOT = 17, 255
 PORT = 4242
+RECEIVE_BOUND = 10.0   # s: datagrams arrive in ms; this only ends a wait gone wrong
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF, namespaces)")
 
 # The TTL rewrite's expected outcome per build: is the IPv4 header checksum valid after it?
@@ -77,20 +80,27 @@ class Wire:
     tx: socket.socket
     rx: socket.socket
 
-    def send(self, count: int) -> int:
-        """Send ``count`` datagrams a -> b; return how many b received."""
+    def send(self, count: int, dropped: Optional[Callable[[], bool]] = None) -> int:
+        """Send ``count`` datagrams a -> b; return how many b received: each is
+        awaited (up to RECEIVE_BOUND), unless ``dropped()`` says the program
+        already decided on all of them (see ``decided``)."""
         for i in range(count):
             self.tx.sendto(b"probe %d" % i, ("10.0.0.2", PORT))
-        received = 0
-        self.rx.settimeout(0.5)
-        try:
-            while received < count:
-                self.rx.recv(64)
+        received, deadline = 0, time.monotonic() + RECEIVE_BOUND
+        while received < count and time.monotonic() < deadline:
+            if select.select([self.rx], [], [], 0.01)[0]:
+                self.rx.recv(64, socket.MSG_DONTWAIT)
                 received += 1
-                self.rx.settimeout(0.2)
-        except socket.timeout:
-            pass
+            elif dropped and dropped():
+                break
         return received
+
+
+def decided(obj: libbpf.BpfObject, map_name: str, count: int) -> Callable[[], bool]:
+    """True once the program counted ``count`` more UDP frames: it has passed or
+    dropped each, so a frame not received by then never will be."""
+    start = counter(obj, map_name, UDP_SLOT)
+    return lambda: counter(obj, map_name, UDP_SLOT) - start >= count
 
 
 @pytest.fixture
@@ -213,7 +223,7 @@ def test_tc_drop_set_through_the_map_stops_traffic(wire, probe):
     bpf.attach_tc(wire.b_end, probe.program("tc_count"), "ingress")
     assert wire.send(1) == 1                          # ARP resolved before dropping starts
     probe.map("settings").update(0, settings_value(tc_drop=1))
-    assert wire.send(3) == 0
+    assert wire.send(3, dropped=decided(probe, "tc_counts", 3)) == 0
     probe.map("settings").update(0, settings_value())
     assert wire.send(3) == 3
 
@@ -229,7 +239,7 @@ def test_xdp_attach_is_real_drop_controlled_by_map(wire, probe, mode):
     assert counter(probe, "xdp_counts", UDP_SLOT) == 4
 
     probe.map("settings").update(0, settings_value(xdp_drop=1))
-    assert wire.send(4) == 0                          # the program ran and dropped
+    assert wire.send(4, dropped=decided(probe, "xdp_counts", 4)) == 0   # it ran and dropped
     assert counter(probe, "xdp_counts", UDP_SLOT) == 8
 
     probe.map("settings").update(0, settings_value())

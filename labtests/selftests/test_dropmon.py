@@ -42,7 +42,7 @@ def test_bad_udp_checksum_is_named_with_its_drop_location(lab, drop_monitor):
             sock.send(frame)
     traffic.wait_for(
         lambda: drop_monitor.since(before).get(("UDP_CSUM", "__udp4_lib_rcv"), 0) >= 7,
-        timeout=2, what="7 UDP_CSUM drops")
+        timeout=10, what="7 UDP_CSUM drops")   # they come in ms; 10 s ends a wait gone wrong
     # Machine-wide: a parallel test may add its own drops, never fewer than ours.
     lines = drop_reasons.describe(drop_monitor.since(before))
     assert any(re.fullmatch(r"(\d+) × UDP_CSUM at __udp4_lib_rcv", l) for l in lines), lines

@@ -29,6 +29,17 @@ def records_named(name):
     return [r for r in owner.all_records() if r.name == name]
 
 
+FRAMES = 5   # enough that the overlay's own UDP shows even if the underlay ARPs first
+# DNS-like queries from node_a over the overlay until stopped (paced, not timed).
+QUERY_LOOP = ("import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+              "while True:\n    s.sendto(b'q', ('10.244.1.2', 53))\n    time.sleep(0.1)\n")
+
+
+def nslab_popen(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "topologies.cli", *args], cwd=REPO,
+                            text=True, **kwargs)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["up", "nope"], "unknown topology 'nope'; topologies: " + ", ".join(sorted(TOPOLOGIES))),
     (["up", "vxlan_overlay", "--set", "colour=red"], "unknown knob 'colour'; knobs: udpcsum"),
@@ -55,15 +66,21 @@ def test_up_ls_exec_capture_down(lab_name):
     inside = nslab("exec", lab_name, "pod", "--", "ip", "-br", "addr", "show", "eth0")
     assert inside.returncode == 0 and "10.244.1.2/24" in inside.stdout
 
-    capture = subprocess.Popen(
-        [sys.executable, "-m", "topologies.cli", "capture", lab_name, "node_b", "eth0",
-         "--count", "1", "--seconds", "20"], cwd=REPO, stdout=subprocess.PIPE, text=True)
-    nslab("exec", lab_name, "node_a", "--", sys.executable, "-c",
-          "import socket,time\nfor _ in range(20):\n"
-          " socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'q', ('10.244.1.2', 53))\n"
-          " time.sleep(0.2)")
-    out, _ = capture.communicate(timeout=60)
+    capture = nslab_popen("capture", lab_name, "node_b", "eth0", "--count", str(FRAMES),
+                          "--seconds", "60", stdout=subprocess.PIPE)
+    ready = capture.stdout.readline()   # the socket is bound: traffic from now on shows
+    assert ready.startswith("capturing on node_b:eth0"), ready
+    sender = nslab_popen("exec", lab_name, "node_a", "--", sys.executable, "-c", QUERY_LOOP,
+                         stdout=subprocess.DEVNULL)
+    try:
+        out, _ = capture.communicate(timeout=90)
+    finally:
+        sender.kill()
+        sender.wait()
     assert "outer UDP" in out and "frames; kernel dropped 0" in out
+    # Exactly --count frames (issue 15: --count 4 printed 5).
+    assert len([line for line in out.splitlines() if line[:3] in ("in ", "out")]) == FRAMES
+    assert f"-- {FRAMES} frames" in out
     assert "machine-wide" in out or "drop reasons off" in out
 
     down = nslab("down", lab_name)

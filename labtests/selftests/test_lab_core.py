@@ -1,6 +1,8 @@
 """The lab core on a real kernel: namespaces, links, addresses, routes,
 offloads, firewall rule sets and traffic helpers."""
+import re
 import socket
+import time
 
 import pytest
 
@@ -96,6 +98,22 @@ def test_unanswered_traffic_is_reported_within_the_bound(pair):
     assert not tcp.connected and tcp.error
 
 
+def test_a_wait_ends_when_the_kernel_counts_the_loss(pair):
+    """Requests to a closed port are never answered: the server's Udp NoPorts
+    ends each wait, far inside the bound. A connection whose SYNs a firewall
+    drops ends at its first SYN retransmission, as the client counts it."""
+    client, server = pair
+    start = time.monotonic()
+    udp = traffic.udp_request(client, "10.0.0.2", 9999, count=2, timeout=30,
+                              dropped=traffic.counter_growth(server, "Udp.NoPorts"))
+    assert udp.answered == 0 and len(udp.errors) == 2 and "dropped" in udp.errors[0]
+    firewall.apply_iptables(server, "*filter\n-A INPUT -p tcp --dport 7001 -j DROP\nCOMMIT\n")
+    resent = traffic.counter_growth(client, "Tcp.RetransSegs")
+    tcp = traffic.tcp_connect(client, "10.0.0.2", 7001, timeout=30, lost=lambda: resent() >= 1)
+    assert not tcp.connected and "given up" in tcp.error
+    assert time.monotonic() - start < 10    # not the 30 s bounds
+
+
 def test_offloads_are_read_and_set_by_ethtool_name(pair):
     client, _ = pair
     eth0 = client.iface("eth0")
@@ -109,6 +127,19 @@ def test_offloads_are_read_and_set_by_ethtool_name(pair):
         eth0.set_offloads({"no-such-feature": False})
 
 
+# kind → (the drop rule listed with its packet count, where the count is)
+RULE_COUNTERS = {
+    "iptables": (["iptables", "-w", "5", "-L", "LAB-IN", "-v", "-x", "-n"],
+                 r"^\s*(\d+)\s+\d+\s+DROP"),
+    "nft": (["nft", "list", "chain", "inet", "lab", "input"], r"counter packets (\d+)"),
+}
+
+
+def dropped_by_rule(node, kind: str) -> int:
+    command, count = RULE_COUNTERS[kind]
+    return sum(int(n) for n in re.findall(count, node.run(command).stdout, flags=re.M))
+
+
 @pytest.mark.parametrize("kind", ["iptables", "nft"])
 def test_firewall_rule_sets_apply_and_remove(pair, kind):
     client, server = pair
@@ -117,13 +148,15 @@ def test_firewall_rule_sets_apply_and_remove(pair, kind):
         "iptables": "*filter\n:LAB-IN - [0:0]\n-A INPUT -j LAB-IN\n"
                     "-A LAB-IN -p udp --dport 7000 -j DROP\nCOMMIT\n",
         "nft": "table inet lab { chain input { type filter hook input priority 0; "
-               "udp dport 7000 drop; }; }\n",
+               "udp dport 7000 counter drop; }; }\n",
     }[kind]
     apply = firewall.apply_iptables if kind == "iptables" else firewall.apply_nft
     before = firewall.rules(server)
     applied = apply(server, rules)
     assert firewall.rules(server) != before
-    assert traffic.udp_request(client, "10.0.0.2", echo.port, count=1, timeout=0.3).answered == 0
+    # The request is not answered because the rule dropped it, as its counter says.
+    assert traffic.udp_request(client, "10.0.0.2", echo.port, count=1,
+                               dropped=lambda: dropped_by_rule(server, kind)).answered == 0
     applied.remove()
     assert traffic.udp_request(client, "10.0.0.2", echo.port, count=1).answered == 1
     assert firewall.rules(server) == before

@@ -9,6 +9,11 @@ A capture is started before traffic (the socket is bound when ``start``
 returns) and stopped after; kernel drops (PACKET_STATISTICS) are kept with the
 packets, and a capture with drops has no verdict: "no bad packet seen" is only
 true when nothing was lost.
+
+A node's kernel also speaks on its own: MLD reports when an address joins its
+solicited-node group, router solicitations, IGMP reports, DAD probes. A test
+that counts or asserts on "every frame" leaves those out with
+``ignore=kernel_chatter`` (a capture keeps them all: pcapng files show them).
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from ..errors import LabError
 from ..verdict import PacketVerdict, VnetHdr, verify
@@ -42,6 +47,52 @@ MAX_FRAME = 256 * 1024   # a GSO super-packet is delivered whole
 AUXDATA = struct.Struct("=IIIHHHH")  # tpacket_auxdata
 STATS = struct.Struct("=II")         # tpacket_stats: packets, drops
 LINKTYPE_ETHERNET = 1
+
+# -- what the kernel sends by itself ------------------------------------------------
+ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
+IPPROTO_IGMP, IPPROTO_ICMPV6 = 2, 58
+IPV6_EXTENSIONS = {0, 43, 60}     # hop-by-hop (MLD's router alert), routing, destination
+MLD_TYPES = {130, 131, 132, 143}  # query, v1 report, done, v2 report
+ROUTER_SOLICITATION = 133
+NEIGHBOUR_SOLICITATION, NEIGHBOUR_ADVERTISEMENT = 135, 136
+UNSPECIFIED, ALL_NODES = bytes(16), bytes.fromhex("ff020000000000000000000000000001")
+FrameFilter = Callable[[bytes], bool]
+
+
+def kernel_chatter(frame: bytes) -> bool:
+    """Whether ``frame`` is something a node's kernel sends on its own, not
+    caused by the lab's traffic: IGMP, MLD (ICMPv6 130-132, 143), router
+    solicitations (133), DAD probes (a neighbour solicitation from ::) and
+    unsolicited neighbour advertisements (to all-nodes). Address resolution
+    the lab's traffic causes (ARP, an NS for a neighbour) is not chatter."""
+    if len(frame) < 14:
+        return False
+    ethertype = struct.unpack_from("!H", frame, 12)[0]
+    if ethertype == ETH_P_IP:
+        return len(frame) >= 24 and frame[23] == IPPROTO_IGMP
+    if ethertype == ETH_P_IPV6:
+        return _icmpv6_chatter(frame)
+    return False
+
+
+def _icmpv6_chatter(frame: bytes) -> bool:
+    icmp = _icmpv6_offset(frame)
+    if icmp is None or icmp >= len(frame):
+        return False
+    kind, src, dst = frame[icmp], frame[22:38], frame[38:54]
+    return (kind in MLD_TYPES or kind == ROUTER_SOLICITATION
+            or (kind == NEIGHBOUR_SOLICITATION and src == UNSPECIFIED)
+            or (kind == NEIGHBOUR_ADVERTISEMENT and dst == ALL_NODES))
+
+
+def _icmpv6_offset(frame: bytes) -> Optional[int]:
+    """Where an IPv6 packet's ICMPv6 header starts, past extension headers; None if not ICMPv6."""
+    if len(frame) < 54:
+        return None
+    next_header, at = frame[20], 54
+    while next_header in IPV6_EXTENSIONS and at + 2 <= len(frame):
+        next_header, at = frame[at], at + (frame[at + 1] + 1) * 8
+    return at if next_header == IPPROTO_ICMPV6 else None
 
 
 @dataclass
@@ -77,6 +128,9 @@ class CaptureResult:
     packets: list[Captured] = field(default_factory=list)
     kernel_seen: int = 0
     kernel_drops: int = 0
+    # Frames that ``select``/``verdicts`` leave out unless told otherwise (e.g.
+    # ``kernel_chatter``); ``packets`` and pcapng files keep every frame.
+    ignore: Optional[FrameFilter] = None
 
     def __iter__(self) -> Iterator[Captured]:
         return iter(self.packets)
@@ -84,12 +138,14 @@ class CaptureResult:
     def __len__(self) -> int:
         return len(self.packets)
 
-    def select(self, direction: Optional[str] = None) -> list[Captured]:
-        """``direction``: "in", "out" or None for both."""
-        if direction is None:
-            return list(self.packets)
-        want_out = direction == "out"
-        return [p for p in self.packets if p.outgoing == want_out]
+    def select(self, direction: Optional[str] = None, *,
+               ignore: Optional[FrameFilter] = None) -> list[Captured]:
+        """``direction``: "in", "out" or None for both. Frames that ``ignore``
+        (default: the capture's own ``ignore``) matches are left out."""
+        ignore = ignore or self.ignore
+        return [p for p in self.packets
+                if (direction is None or p.outgoing == (direction == "out"))
+                and not (ignore and ignore(p.frame))]
 
     def require_complete(self) -> None:
         """Raise when the kernel dropped frames: the capture cannot vouch for anything."""
@@ -98,9 +154,10 @@ class CaptureResult:
             raise LabError(f"capture on {self.node}:{self.device} is void: "
                            f"{self.kernel_drops} dropped by the kernel, {truncated} truncated")
 
-    def verdicts(self, direction: Optional[str] = None) -> list[tuple[Captured, PacketVerdict]]:
+    def verdicts(self, direction: Optional[str] = None, *,
+                 ignore: Optional[FrameFilter] = None) -> list[tuple[Captured, PacketVerdict]]:
         self.require_complete()
-        return [(p, v) for p in self.select(direction) for v in p.verdicts()]
+        return [(p, v) for p in self.select(direction, ignore=ignore) for v in p.verdicts()]
 
     def write_pcapng(self, path: str) -> str:
         """Write the wire frames (pending checksums completed, GSO segmented),
@@ -123,11 +180,14 @@ def _comment(pkt: Captured, verdict: PacketVerdict) -> str:
 
 
 class Capture:
-    """``with Capture(node, "eth0") as cap: ...traffic...`` then ``cap.result``."""
+    """``with Capture(node, "eth0") as cap: ...traffic...`` then ``cap.result``.
+    ``ignore=kernel_chatter``: the result's ``select``/``verdicts`` leave out
+    what the kernel sends by itself."""
 
-    def __init__(self, node: "Node", device: str, *, bufsize: int = 64 << 20):
+    def __init__(self, node: "Node", device: str, *, bufsize: int = 64 << 20,
+                 ignore: Optional[FrameFilter] = None):
         self.node, self.device, self.bufsize = node, device, bufsize
-        self.result = CaptureResult(device, node.name)
+        self.result = CaptureResult(device, node.name, ignore=ignore)
         self._sock: Optional[socket.socket] = None
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()

@@ -283,7 +283,9 @@ def build(lab: "Lab", config: Config) -> XdpResponder:
         responder_end.add_addr(f"{responder_addr}/{prefix}")
     obj = bpf.load(lab, SOURCE, defines=VARIANTS[config.variant].defines)
     if config.mode == "native":
-        bpf.attach_xdp(client_end, obj.program("xdp_pass"), "native")
+        # The client's own pass program (it never sends XDP_TX), so that
+        # attach_xdp finds the responder's peer ready and adds none of its own.
+        bpf.attach_xdp(client_end, obj.program("xdp_pass"), "native", xdp_tx_peer=False)
     bpf.attach_xdp(responder_end, obj.program("xdp_echo"), config.mode)
     return XdpResponder(lab, config.variant, config.mode, client, responder, client_end,
                         responder_end, obj)
