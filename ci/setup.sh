@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 pkgs=(clang llvm libbpf-dev libbpf1 libelf1 iproute2 iptables nftables ethtool
       python3 python3-venv python3-bpfcc util-linux kmod tshark iputils-ping tcpdump
-      qemu-system-x86 busybox-static file)   # VMs for nslab matrix/bisect (virtme-ng)
+      qemu-system-x86 busybox-static file    # VMs for nslab matrix/bisect (virtme-ng)
+      chromium)                              # the self-test that renders report.html
 # BPF programs that include glibc headers (<arpa/inet.h>, as many tutorials do) need
 # gnu/stubs-32.h under clang -target bpf, which does not define __x86_64__.
 if [ "$(dpkg --print-architecture)" = amd64 ]; then pkgs+=(libc6-dev-i386); fi

@@ -34,6 +34,7 @@ import pytest
 from .capture import Capture
 from .capture.drop_reasons import HEADER, DropMonitor
 from .capture.drop_reasons import describe as describe_drops
+from .errors import LabError
 from .lab import Lab, owner, raise_on_termination, rootstate, sweep
 from .lab import session as lab_session
 from .report import artifacts, describe_lab
@@ -148,8 +149,38 @@ def pytest_runtest_makereport(item, call):
     row = getattr(item, "_nslab_row", None)
     if row is not None and report.when == "call" and report_rows.results_dir():
         row.outcome = _outcome(report)
+        row.wire = _what_the_wire_carried(item.funcargs.get("lab"))
         report_rows.write(row, report_rows.results_dir())
+    if report.when == "call":
+        for name, value in _properties(row):   # junit.xml carries the row's evidence
+            report.user_properties.append((name, value))
     return report
+
+
+def _what_the_wire_carried(the_lab) -> str:
+    """The lab's captures in one phrase: ``correct`` when no checksum on any frame was
+    wrong, else the first wrong one (``BROKEN: ICMP chksum wire=0x788e correct=0xcbe5``);
+    "" when nothing was captured or a capture is void (dropped frames)."""
+    if the_lab is None or not the_lab.captures:
+        return ""
+    for cap in the_lab.captures:
+        try:
+            verdicts = cap.stop().verdicts()
+        except LabError:          # void: the kernel dropped or truncated frames
+            return ""
+        for _, verdict in verdicts:
+            if verdict.invalid:
+                return f"BROKEN: {verdict.invalid[0].describe().removeprefix('INVALID ')}"
+    return "correct"
+
+
+def _properties(row) -> list[tuple[str, str]]:
+    if row is None or not getattr(row, "outcome", ""):
+        return []
+    return ([("scenario", row.scenario), ("datapath", row.datapath()),
+             ("expected", row.expectation())]
+            + [(f"knob.{k}", str(v)) for k, v in row.knobs.items()]
+            + [(f"evidence.{k}", str(v)) for k, v in row.evidence.items()])
 
 
 def _outcome(report) -> str:

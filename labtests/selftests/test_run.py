@@ -46,7 +46,14 @@ def test_run_writes_junit_report_tables_and_pcapng(root_required, tmp_path):
     assert os.path.exists(tmp_path / "junit.xml")
     report = (tmp_path / "report.md").read_text()
     assert "## vxlan_overlay" in report and "## Known bugs" in report
-    assert "udpcsum    vxtx_on   ultx_on      nat_none" in (tmp_path / "scenarios.txt").read_text()
+    tables = (tmp_path / "scenarios.txt").read_text()
+    assert "every row: check=wire, vxlan_tx=vxtx_on, underlay_tx=ultx_on, nat=nat_none" \
+        in tables, tables
+    [row] = [line for line in tables.splitlines() if line.startswith("udpcsum ")
+             and "frames" not in line]
+    assert row.endswith("valid    correct   as expected"), row
+    assert tables.count("datapath:") == 1                    # the legend, once per table
+    assert "<h2>vxlan_overlay (2 rows)</h2>" in (tmp_path / "report.html").read_text()
     assert list((tmp_path / "pcapng").glob("*/*.pcapng"))
     assert f"report: {tmp_path}/report.md" in result.stdout
 

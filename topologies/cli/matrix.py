@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..errors import LabError
 from ..kernels import images, vm
-from ..kernels.matrix import REPO, closing_line, render, run_matrix, save
+from ..kernels.matrix import REPO, closing_line, render, run_matrix, save, summary
+from ..report import html as report_html
 from .run import check_expression, check_jobs, check_results_dir
 
 
@@ -48,10 +49,22 @@ def cmd_matrix(args) -> int:
         result.no_skips = args.no_skips
     table = render(results, only_differences=args.only_differences)
     save(results, directory, render(results))
+    report_html.write(html_page(results), str(directory / "report.html"))
     print("\n" + table)
     print(f"\nnslab matrix: results in {directory}")
     print(closing_line(results))
     return 0 if all(r.ok for r in results) else 1
+
+
+def html_page(results) -> report_html.Page:
+    """The matrix as a page: a heat map of tests × kernels, and each kernel's run."""
+    kernels = [r.kernel.name for r in results]
+    tests = sorted({t for r in results for t in r.outcomes})
+    cells = {(t, r.kernel.name): o.status for r in results for t, o in r.outcomes.items()}
+    per_kernel = dict(line.split(": ", 1) for line in summary(results).splitlines()
+                      if not line.startswith("    "))
+    return report_html.Page(f"nslab matrix — {len(kernels)} kernels, {len(tests)} tests",
+                            per_kernel, matrix=report_html.Heatmap(kernels, tests, cells))
 
 
 def register(subparsers) -> None:

@@ -27,6 +27,7 @@ from ..capture.drop_reasons import DropMonitor
 from ..errors import LabError
 from ..kernels.matrix import outcome_of, test_id
 from ..paths import IN_CHECKOUT, PROJECT_ROOT, SUITE
+from ..report import html as report_html
 from ..report import rows as report_rows
 from ..report.artifacts import safe_name
 from ..scenarios import known_bugs
@@ -199,6 +200,31 @@ def markdown(results: str, rows: list, counts: dict, failures: list, seconds: fl
     return "\n".join(out)
 
 
+def html_page(results: str, rows: list, counts: dict, failures: list, seconds: float,
+              interrupted: str = "", not_run: tuple = ()) -> report_html.Page:
+    summary = {"host": platform.node(), "kernel": os.uname().release,
+               "when": time.strftime("%Y-%m-%d %H:%M:%S"), "took": f"{seconds:.0f} s",
+               "tests": f"{counts['tests']} ({counts['failures']} failed, {counts['errors']} "
+                        f"errors, {counts['skipped']} skipped or expected failures)",
+               "drop-reason monitor": DropMonitor.unavailable() or "on (machine-wide)"}
+    if interrupted:
+        summary["interrupted"] = f"by {interrupted}: only the tests that finished are here"
+    for line in not_run:
+        summary.setdefault("did not run", "")
+        summary["did not run"] += line + "; "
+    return report_html.Page(
+        title=f"nslab run — kernel {os.uname().release}", summary=summary, rows=rows,
+        failures=[failure_of(results, name, message) for name, message in failures])
+
+
+def failure_of(results: str, name: str, message: str) -> report_html.Failure:
+    where = artifacts_of(results, name)
+    if not where:
+        return report_html.Failure(name, message)
+    return report_html.Failure(name, message, os.path.relpath(where, results),
+                               sorted(p for p in os.listdir(where) if p.endswith(".pcapng")))
+
+
 class Forwarder:
     """SIGINT/SIGTERM to ``nslab run`` go on to pytest's process group (workers
     included). pytest runs in a group of its own, so a Ctrl-C in the terminal
@@ -285,6 +311,8 @@ def finish(args, results: str, selected: list[str], code: int, interrupted: str,
             f.write(tables + "\n")
     with open(os.path.join(results, "report.md"), "w") as f:
         f.write(markdown(results, rows, counts, failures, seconds, interrupted, not_run))
+    report_html.write(html_page(results, rows, counts, failures, seconds, interrupted, not_run),
+                      os.path.join(results, "report.html"))
     if tables:    # printed after the files are written: a closed stdout loses nothing
         print("\n" + tables)
     for line in not_run:

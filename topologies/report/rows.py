@@ -14,6 +14,16 @@ from dataclasses import asdict, dataclass, field
 RESULTS_ENV = "NSLAB_RESULTS"
 
 
+# What a test's outcome says about the variant (the row's last column).
+EXPECTATION = {"passed": "as expected", "xfail": "as expected", "failed": "UNEXPECTED",
+               "error": "UNEXPECTED", "XPASS": "UNEXPECTED (known bug did not show)",
+               "skipped": "not run"}
+LEGEND = ("datapath: what the datapath did (correct; BROKEN: the first wrong checksum's layer, "
+          "field, wire and correct values; or a known kernel bug). expected?: whether that is "
+          "what the variant was built to do (a known-bad variant that is BROKEN is as expected).")
+WIDE = 32          # cells longer than this become a numbered key under the table
+
+
 @dataclass
 class Row:
     scenario: str
@@ -22,6 +32,15 @@ class Row:
     evidence: dict = field(default_factory=dict)   # column → short text
     outcome: str = ""                              # passed / failed / xfail / XPASS / skipped
     known_bug: str = ""
+    wire: str = ""          # what the lab's captures saw: "correct" or "BROKEN: ..."
+
+    def datapath(self) -> str:
+        if self.known_bug and self.outcome == "xfail":
+            return f"known kernel bug {self.known_bug}"
+        return self.wire or "-"
+
+    def expectation(self) -> str:
+        return EXPECTATION.get(self.outcome, self.outcome or "-")
 
 
 def results_dir():
@@ -51,20 +70,42 @@ def _table(headers: list[str], lines: list[list[str]]) -> str:
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*headers), fmt.format(*("-" * w for w in widths))]
     out += [fmt.format(*line) for line in lines]
+    out = [line.rstrip() for line in out]
     return "\n".join(out)
 
 
+def columns(rows: list[Row]) -> tuple[list[str], list[str]]:
+    """The knob and evidence columns of ``rows``, in first-seen order."""
+    return (list(dict.fromkeys(k for r in rows for k in r.knobs)),
+            list(dict.fromkeys(k for r in rows for k in r.evidence)))
+
+
+def _abbreviated(lines: list[list[str]]) -> tuple[list[list[str]], list[str]]:
+    """Cells wider than WIDE become ``[n]``, spelled out once in a key."""
+    key: dict[str, str] = {}
+    short = [[c if len(c) <= WIDE else key.setdefault(c, f"[{len(key) + 1}]") for c in line]
+             for line in lines]
+    return short, [f"  {ref} {text}" for text, ref in key.items()]
+
+
 def render(rows: list[Row]) -> str:
-    """One table per scenario: knob columns, evidence columns, outcome."""
+    """One table per scenario: the knobs that vary, the evidence, what the datapath
+    did and whether it was expected; knobs equal in every row go to the title
+    line, long cells to a key, a legend under each table."""
     parts = []
     for scenario in sorted({r.scenario for r in rows}):
-        mine = [r for r in rows if r.scenario == scenario]
-        knobs = list(dict.fromkeys(k for r in mine for k in r.knobs))
-        evidence = list(dict.fromkeys(k for r in mine for k in r.evidence))
-        headers = knobs + evidence + ["outcome"]
-        lines = [[str(r.knobs.get(k, "")) for k in knobs] +
-                 [str(r.evidence.get(k, "")) for k in evidence] +
-                 [r.outcome + (f" ({r.known_bug})" if r.known_bug else "")]
-                 for r in sorted(mine, key=lambda r: [str(r.knobs.get(k, "")) for k in knobs])]
-        parts.append(f"== {scenario} ({len(mine)} rows)\n" + _table(headers, lines))
+        mine = sorted((r for r in rows if r.scenario == scenario),
+                      key=lambda r: [str(v) for v in r.knobs.values()])
+        knobs, evidence = columns(mine)
+        same = {k: mine[0].knobs.get(k) for k in knobs
+                if len({str(r.knobs.get(k, "")) for r in mine}) == 1}
+        varying = [k for k in knobs if k not in same]
+        headers = varying + evidence + ["datapath", "expected?"]
+        lines = [[str(r.knobs.get(k, "")) for k in varying] +
+                 [str(r.evidence.get(k, "")) for k in evidence] + [r.datapath(), r.expectation()]
+                 for r in mine]
+        lines, key = _abbreviated(lines)
+        title = f"== {scenario} ({len(mine)} rows)" + (
+            "; every row: " + ", ".join(f"{k}={v}" for k, v in same.items()) if same else "")
+        parts.append("\n".join([title, _table(headers, lines), *key, LEGEND]))
     return "\n\n".join(parts)
