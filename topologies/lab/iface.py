@@ -22,10 +22,14 @@ class Iface:
     def __init__(self, node: "Node", name: str):
         self.node, self.name = node, name
         self._index: Optional[int] = None
-        self.peer: Optional["Iface"] = None   # the other end of a veth the lab made
 
     def __repr__(self) -> str:
         return f"{self.node.name}:{self.name}"
+
+    @property
+    def peer(self) -> Optional["Iface"]:
+        """The other end, for a veth this lab made (whichever Iface object asks)."""
+        return self.node.veth_peers.get(self.name)
 
     @property
     def index(self) -> int:

@@ -65,7 +65,7 @@ def veth(a: "Node", a_name: str, b: "Node", b_name: str, *,
     finally:
         os.close(fd)
     end_b = Iface(b, b_name)
-    end_a.peer, end_b.peer = end_b, end_a
+    a.veth_peers[a_name], b.veth_peers[b_name] = end_b, end_a
     if up:
         b.call(ifflags.set_up, b_name)
         wait_operational(end_a, end_b)

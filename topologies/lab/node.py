@@ -60,6 +60,7 @@ class Node:
         """A new namespace named after the lab, or (``existing``) a namespace
         someone else owns, which this node then only looks into."""
         self.lab, self.name = lab, name
+        self.veth_peers: dict[str, Iface] = {}   # ifname → the other end, for veths made here
         self.netns = existing or f"{lab.prefix}-{name}"
         try:
             self._thread = netns.NamespaceThread(self.netns, create=existing is None)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from .. import bpf
+from ..paths import BPF_SOURCES
 from .knobs import KnobConfig
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from ..lab.lab import Lab
     from ..lab.node import Node
 
-SOURCE = "bpf/lb_snat.c"
+SOURCE = str(BPF_SOURCES / "lb_snat.c")
 VARIANTS = {"fixed": {}, "prefix": {"VARIANT_PREFIX": 1}}
 FAMILIES = ("ipv4", "ipv6")
 INNERS = ("tcp", "udp", "icmp")       # the protocol of the packet the error quotes

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from .. import bpf
+from ..paths import BPF_SOURCES
 from .knobs import KnobConfig
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from ..lab.node import Node
 
 SCENARIO = "pod_egress"
-SOURCE = "bpf/pod_egress.c"
+SOURCE = str(BPF_SOURCES / "pod_egress.c")
 LINKS = ("veth", "netkit")
 FAMILIES = ("ipv4", "ipv6")
 NETKIT_ENDS = ("peer", "primary")

@@ -22,13 +22,17 @@ gets one of them wrong:
 """
 from __future__ import annotations
 
+import ipaddress
 import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .. import bpf
 from ..errors import LabError
+from ..paths import BPF_SOURCES
 from ..verdict.checksum import checksum, fold, ones_sum, pseudo_sum_v6
+from . import topology_file
 from .knobs import KnobConfig
 
 if TYPE_CHECKING:
@@ -38,12 +42,27 @@ if TYPE_CHECKING:
     from ..lab.node import Node
 
 SCENARIO = "xdp_responder"
-SOURCE = "bpf/xdp_responder.c"
+SOURCE = str(BPF_SOURCES / "xdp_responder.c")
+BASE = topology_file.load(Path(__file__).with_suffix(".yaml"))   # client — responder
 MODES = ("native", "generic")
 FAMILIES = ("ipv4", "ipv6")
-ADDRESSES = {"ipv4": ("10.0.5.1", "10.0.5.2", 24), "ipv6": ("fd00:5::1", "fd00:5::2", 64)}
+
+
+def _addresses(base: topology_file.TopologySpec) -> dict[str, tuple[str, str, int]]:
+    """family → (client address, responder address, prefix length), from the file."""
+    pairs = zip(base.nodes["client"].interfaces["eth0"].addresses,
+                base.nodes["responder"].interfaces["eth0"].addresses)
+    out = {}
+    for client, responder in pairs:
+        iface = ipaddress.ip_interface(client)
+        out[f"ipv{iface.version}"] = (str(iface.ip), responder.split("/")[0],
+                                      iface.network.prefixlen)
+    return out
+
+
+ADDRESSES = _addresses(BASE)
 COUNTERS = {"answered_ipv4": 0, "answered_ipv6": 1, "passed": 2}   # enum in the program
-MTU = 1500
+MTU = BASE.links[0].options["mtu"]
 
 ETH_HLEN = 14
 IP_HLEN = {"ipv4": 20, "ipv6": 40}
@@ -276,11 +295,9 @@ class Config(KnobConfig):
 def build(lab: "Lab", config: Config) -> XdpResponder:
     """Client and responder on one veth (both families), the variant's build on
     the responder in the configured XDP mode."""
-    client, responder = lab.add_node("client"), lab.add_node("responder")
-    client_end, responder_end = lab.veth(client, "eth0", responder, "eth0", mtu=MTU)
-    for client_addr, responder_addr, prefix in ADDRESSES.values():
-        client_end.add_addr(f"{client_addr}/{prefix}")
-        responder_end.add_addr(f"{responder_addr}/{prefix}")
+    nodes = topology_file.build(lab, BASE)
+    client, responder = nodes["client"], nodes["responder"]
+    client_end, responder_end = client.iface("eth0"), responder.iface("eth0")
     obj = bpf.load(lab, SOURCE, defines=VARIANTS[config.variant].defines)
     if config.mode == "native":
         # The client's own pass program (it never sends XDP_TX), so that
