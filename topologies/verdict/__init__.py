@@ -4,7 +4,15 @@ GSO super-packets as a NIC would (``nic``), dissect every layer (``dissect``), j
 """
 from .checksum import checksum, fold, ones_sum, pseudo_sum_v4, pseudo_sum_v6
 from .checksum_partial import complete_partial
-from .dissect import DEFAULT_VXLAN_PORTS, Header, dissect
+from .dissect import (
+    DEFAULT_GENEVE_PORTS,
+    DEFAULT_VXLAN_PORTS,
+    MAX_NESTING,
+    Header,
+    UdpTunnels,
+    dissect,
+    udp_tunnels,
+)
 from .gso import GsoUnsupported, segment
 from .layer import LayerVerdict, Status
 from .nic import Completion, Segment, WireFrame, wire_frames
@@ -25,7 +33,8 @@ __all__ = [
     "verify", "PacketVerdict", "LayerVerdict", "Status", "VnetHdr", "WireFrame", "Completion",
     "Segment", "wire_frames", "complete_partial", "segment", "GsoUnsupported", "dissect",
     "Header", "checksum", "fold", "ones_sum", "pseudo_sum_v4", "pseudo_sum_v6",
-    "DEFAULT_VXLAN_PORTS", "VIRTIO_NET_HDR_F_NEEDS_CSUM", "VIRTIO_NET_HDR_F_DATA_VALID",
+    "DEFAULT_VXLAN_PORTS", "DEFAULT_GENEVE_PORTS", "MAX_NESTING", "UdpTunnels", "udp_tunnels",
+    "VIRTIO_NET_HDR_F_NEEDS_CSUM", "VIRTIO_NET_HDR_F_DATA_VALID",
     "VIRTIO_NET_HDR_GSO_NONE", "VIRTIO_NET_HDR_GSO_TCPV4", "VIRTIO_NET_HDR_GSO_UDP",
     "VIRTIO_NET_HDR_GSO_TCPV6", "VIRTIO_NET_HDR_GSO_UDP_L4", "VIRTIO_NET_HDR_GSO_ECN",
 ]

@@ -25,7 +25,15 @@ from typing import Iterable
 
 from .checksum import checksum
 from .checksum_partial import adjust_seed, complete_partial
-from .dissect import DEFAULT_VXLAN_PORTS, Header, dissect
+from .dissect import (
+    DEFAULT_GENEVE_PORTS,
+    DEFAULT_VXLAN_PORTS,
+    Header,
+    UdpTunnels,
+    locate,
+    udp_tunnels,
+)
+from .header_fields import GRE_CSUM
 from .vnet_hdr import (
     VIRTIO_NET_HDR_GSO_TCPV4,
     VIRTIO_NET_HDR_GSO_TCPV6,
@@ -40,6 +48,8 @@ SEGMENTABLE = {
     VIRTIO_NET_HDR_GSO_UDP_L4: ("udp", 6, None),
 }
 TCP_FIN, TCP_PSH, TCP_CWR = 0x01, 0x08, 0x80
+# headers before the segmented L4 that each segment must have fixed
+ENCLOSING = frozenset({"ipv4", "ipv6", "udp", "gre"})
 
 
 class GsoUnsupported(Exception):
@@ -47,9 +57,15 @@ class GsoUnsupported(Exception):
 
 
 def segment(frame: bytes, vnet: VnetHdr, *, link: str = "ether",
-            vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS) -> list[bytes]:
+            vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS,
+            geneve_ports: Iterable[int] = DEFAULT_GENEVE_PORTS,
+            tunnel_ports: Iterable[int] = ()) -> list[bytes]:
     """The wire frames for a GSO super-packet, checksums completed."""
-    l4, chain = _locate(frame, vnet, link, vxlan_ports)
+    return segment_with(frame, vnet, link, udp_tunnels(vxlan_ports, geneve_ports, tunnel_ports))
+
+
+def segment_with(frame: bytes, vnet: VnetHdr, link: str, tunnels: UdpTunnels) -> list[bytes]:
+    l4, chain = _locate(frame, vnet, link, tunnels)
     kind = SEGMENTABLE[vnet.gso_kind][0]
     hdr_end = _header_end(frame, l4.offset, kind)
     payload, mss = frame[hdr_end:], vnet.gso_size
@@ -72,8 +88,9 @@ def segment(frame: bytes, vnet: VnetHdr, *, link: str = "ether",
 
 
 def _locate(frame: bytes, vnet: VnetHdr, link: str,
-            vxlan_ports: Iterable[int]) -> tuple[Header, list[Header]]:
-    """The L4 header being segmented and the IP/UDP headers enclosing it."""
+            tunnels: UdpTunnels) -> tuple[Header, list[Header]]:
+    """The L4 header being segmented and the IP/UDP/GRE headers enclosing it,
+    found by dissecting only as far as csum_start: the payload is cut first."""
     if vnet.gso_kind not in SEGMENTABLE:
         raise GsoUnsupported(f"GSO type {vnet.gso_name} is not segmented by nslab")
     if vnet.gso_size == 0:
@@ -81,14 +98,13 @@ def _locate(frame: bytes, vnet: VnetHdr, link: str,
     if not vnet.needs_csum:
         raise GsoUnsupported("GSO super-packet without NEEDS_CSUM: no csum_start names its L4")
     kind, csum_offset, family = SEGMENTABLE[vnet.gso_kind]
-    dissection = dissect(frame, link, vxlan_ports)
-    l4 = dissection.header_at(vnet.csum_start, kind)
+    headers = locate(frame, link, tunnels, vnet.csum_start)
+    l4 = next((h for h in headers if h.offset == vnet.csum_start and h.kind == kind), None)
     if l4 is None or vnet.csum_offset != csum_offset:
         raise GsoUnsupported(f"GSO {vnet.gso_name}: csum_start {vnet.csum_start} / csum_offset "
                              f"{vnet.csum_offset} do not name a {kind.upper()} checksum")
-    chain = [h for h in dissection.headers
-             if h.offset < l4.offset and h.kind in ("ipv4", "ipv6", "udp")]
-    network = [h for h in chain if h.kind != "udp"]
+    chain = [h for h in headers if h.offset < l4.offset and h.kind in ENCLOSING]
+    network = [h for h in chain if h.kind in ("ipv4", "ipv6")]
     if family and (not network or network[-1].kind != family):
         raise GsoUnsupported(f"GSO {vnet.gso_name} but the {kind.upper()} header does not "
                              f"follow an {family} header")
@@ -124,6 +140,10 @@ def _fix_encapsulation(seg: bytearray, h: Header, index: int, super_len: int) ->
         _put16(seg, off + 10, checksum(bytes(seg[off:off + hlen])))
     elif h.kind == "ipv6":
         _put16(seg, off + 4, len(seg) - off - 40)
+    elif h.kind == "gre":   # no length; its checksum, when present, covers the segment
+        if _u16(seg, off) & GRE_CSUM:
+            _put16(seg, off + 4, 0)
+            _put16(seg, off + 4, checksum(bytes(seg[off:])))
     else:   # a tunnel's UDP header: length, and its checksum unless it is 0 (none)
         _put16(seg, off + 4, len(seg) - off)
         seed = _u16(seg, off + 6)

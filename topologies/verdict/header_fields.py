@@ -10,19 +10,26 @@ import ipaddress
 from typing import Callable
 
 DEFAULT_VXLAN_PORTS = (4789, 8472)   # IANA, and Linux's legacy default
+DEFAULT_GENEVE_PORTS = (6081,)       # IANA (RFC 8926)
 
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
+ETH_P_TEB = 0x6558                   # Transparent Ethernet Bridging: GRETAP, Geneve L2
 VLAN_TPIDS = {0x8100: "802.1Q", 0x88A8: "802.1AD", 0x9100: "802.1Q (QinQ)"}
 ETHERTYPES_WITHOUT_CHECKSUM = {0x0806: "ARP", 0x8035: "RARP", 0x88CC: "LLDP"}
-ETHERTYPE_NAMES = {ETH_P_IP: "IPv4", ETH_P_IPV6: "IPv6", **VLAN_TPIDS,
-                   **ETHERTYPES_WITHOUT_CHECKSUM}
+ETHERTYPE_NAMES = {ETH_P_IP: "IPv4", ETH_P_IPV6: "IPv6", ETH_P_TEB: "Ethernet (TEB)",
+                   **VLAN_TPIDS, **ETHERTYPES_WITHOUT_CHECKSUM}
 
 IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMPV6 = 1, 6, 17, 58
 IPPROTO_NONE = 59
+IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_GRE = 4, 41, 47
+# IP in IP, by (outer IP version, protocol): the Linux device kind names it
+IP_IN_IP_NAMES = {(4, IPPROTO_IPIP): "IPIP", (4, IPPROTO_IPV6): "SIT",
+                  (6, IPPROTO_IPV6): "IP6IP6", (6, IPPROTO_IPIP): "IPIP6"}
 IPV6_EXT_HEADERS = {0: "Hop-by-Hop Options", 43: "Routing", 44: "Fragment",
                     51: "Authentication", 60: "Destination Options"}
 PROTO_NAMES = {IPPROTO_ICMP: "icmp", IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp",
-               IPPROTO_ICMPV6: "ipv6-icmp", IPPROTO_NONE: "no-next-header"}
+               IPPROTO_ICMPV6: "ipv6-icmp", IPPROTO_NONE: "no-next-header",
+               IPPROTO_IPIP: "ipencap", IPPROTO_IPV6: "ipv6", IPPROTO_GRE: "gre"}
 
 ICMP_ERROR_TYPES = {3, 4, 5, 11, 12}
 ICMP_RFC4884_TYPES = {3, 11, 12}      # length of the quote, in 32-bit words, at byte 5
@@ -31,6 +38,13 @@ ICMPV6_RFC4884_TYPES = {1, 3}         # length of the quote, in 64-bit words, at
 ICMPV6_NAMES = {1: "Destination Unreachable", 2: "Packet Too Big", 3: "Time Exceeded",
                 4: "Parameter Problem", 128: "Echo Request", 129: "Echo Reply"}
 HOME_ADDRESS_OPTION = 0xC9
+ICMP_EXTENSION_VERSION = 2            # RFC 4884 section 7
+# RFC 4884: a quote followed by an extension holds at least 128 bytes; Linux
+# (ip_icmp_error_rfc4884) looks for no extension after a shorter one.
+RFC4884_MIN_QUOTE = 128
+
+# GRE (RFC 2784, RFC 2890): flag bits of the first 16-bit word
+GRE_CSUM, GRE_ROUTING, GRE_KEY, GRE_SEQ, GRE_VERSION = 0x8000, 0x4000, 0x2000, 0x1000, 0x0007
 
 
 FieldSpec = tuple  # (name, offset, size, formatter)
@@ -55,6 +69,20 @@ def next_header_name(v: int) -> str:
 
 def address(v: int, size: int) -> str:
     return str(ipaddress.ip_address(v.to_bytes(size, "big")))
+
+
+def mac(v: int) -> str:
+    return v.to_bytes(6, "big").hex(":")
+
+
+def ethertype_name(v: int) -> str:
+    return ETHERTYPE_NAMES.get(v, f"0x{v:04x}")
+
+
+def gre_flags(v: int) -> str:
+    names = [n for bit, n in ((GRE_CSUM, "C"), (GRE_ROUTING, "R"), (GRE_KEY, "K"),
+                              (GRE_SEQ, "S")) if v & bit]
+    return "+".join(names)
 
 
 IPV4_FIELDS: list[FieldSpec] = [
@@ -97,10 +125,54 @@ ICMPV6_REST: dict[int, list[FieldSpec]] = {
     128: ECHO_FIELDS, 129: ECHO_FIELDS,
 }
 OTHER_REST: list[FieldSpec] = [("rest", 4, 4, hex_value(8))]
+ETHER_FIELDS: list[FieldSpec] = [("dst", 0, 6, mac), ("src", 6, 6, mac),
+                                 ("type", 12, 2, ethertype_name)]
 VLAN_FIELDS: list[FieldSpec] = [
     ("prio", 0, 1, lambda v: str(v >> 5)), ("dei", 0, 1, lambda v: str((v >> 4) & 1)),
     ("vlan", 0, 2, lambda v: str(v & 0xFFF)),
-    ("type", 2, 2, lambda v: ETHERTYPE_NAMES.get(v, f"0x{v:04x}")),
+    ("type", 2, 2, ethertype_name),
 ]
 IPV6_EXT_FIELDS: list[FieldSpec] = [("nh", 0, 1, next_header_name), ("len", 1, 1, str)]
 VXLAN_FIELDS: list[FieldSpec] = [("flags", 0, 1, hex_value(2)), ("vni", 4, 3, hex)]
+GENEVE_FIELDS: list[FieldSpec] = [
+    ("version", 0, 1, lambda v: str(v >> 6)), ("optionlen", 0, 1, lambda v: str(v & 0x3F)),
+    ("oam", 1, 1, lambda v: str(v >> 7)), ("critical", 1, 1, lambda v: str((v >> 6) & 1)),
+    ("proto", 2, 2, ethertype_name), ("vni", 4, 3, hex),
+]
+ICMP_EXTENSION_FIELDS: list[FieldSpec] = [("version", 0, 1, lambda v: str(v >> 4)),
+                                          ("chksum", 2, 2, hex_value(4))]
+ICMP_EXTENSION_OBJECT_FIELDS: list[FieldSpec] = [("len", 0, 2, str), ("classnum", 2, 1, str),
+                                                 ("classtype", 3, 1, str)]
+
+
+def gre_fields(flags: int) -> list[FieldSpec]:
+    """GRE's fields where they are: checksum, key and sequence number are each
+    present only when their flag says so, and shift what follows."""
+    specs: list[FieldSpec] = [("flags", 0, 2, gre_flags), ("version", 0, 2, lambda v: str(v & 7)),
+                              ("proto", 2, 2, ethertype_name)]
+    pos = 4
+    if flags & (GRE_CSUM | GRE_ROUTING):
+        specs += [("chksum", 4, 2, hex_value(4)), ("offset", 6, 2, str)]
+        pos += 4
+    for flag, name in ((GRE_KEY, "key"), (GRE_SEQ, "seq")):
+        if flags & flag:
+            specs.append((name, pos, 4, hex_value(8) if flag == GRE_KEY else str))
+            pos += 4
+    return specs
+
+
+def gre_header_length(flags: int) -> int:
+    return 4 + 4 * sum(bool(flags & f) for f in (GRE_CSUM | GRE_ROUTING, GRE_KEY, GRE_SEQ))
+
+
+def geneve_options(data: bytes) -> str:
+    """Geneve options (RFC 8926 section 3.5), class/type/length each, for people."""
+    shown, pos = [], 0
+    while pos + 4 <= len(data):
+        length = 4 + (data[pos + 3] & 0x1F) * 4
+        shown.append(f"class 0x{int.from_bytes(data[pos:pos + 2], 'big'):04x} "
+                     f"type 0x{data[pos + 2]:02x} len {length}")
+        pos += length
+    if pos != len(data):
+        shown.append(f"malformed: options end at {pos} of {len(data)} bytes")
+    return "; ".join(shown)

@@ -11,6 +11,21 @@ class Status(enum.Enum):
     INVALID = "INVALID"
     DISABLED = "disabled"            # UDP over IPv4 with checksum 0 (RFC 768)
     NOT_CHECKABLE = "not checkable"  # truncated, fragmented, malformed, unsupported
+    # a quoted L4 checksum holding its pseudo-header seed: the quoted packet
+    # crossed a virtual link still CHECKSUM_PARTIAL, so the quote says nothing
+    PENDING = "pending (not checkable)"
+    # UDP over IPv6 with checksum 0 to a tunnel port: RFC 6935/6936 allow it,
+    # and Linux accepts it where udp6zerocsumrx is set
+    ZERO_TUNNEL = "zero tunnel checksum"
+
+
+PENDING_QUOTE = ("the quoted packet crossed a virtual link with its checksum still pending "
+                 "(CHECKSUM_PARTIAL): what a NIC would have sent cannot be known")
+ZERO_TUNNEL_UDP6 = ("zero UDP checksum over IPv6 on a tunnel port (RFC 6935): valid only where "
+                    "the receiver sets udp6zerocsumrx")
+
+# what summary() says after the layer name, for the statuses it lists in short
+SHORT_REASON = {Status.PENDING: "CHECKSUM_PARTIAL seed", Status.ZERO_TUNNEL: "RFC 6935"}
 
 
 @dataclass(frozen=True)
@@ -35,7 +50,15 @@ class LayerVerdict:
             return f"[INVALID{extra}{': ' + self.reason if self.reason else ''}]"
         if self.status is Status.NOT_CHECKABLE:
             return f"[not checkable: {self.reason}]"
+        if self.status in SHORT_REASON and self.reason:
+            return f"[{self.status.value}: {self.reason}]"
         return f"[{self.status.value}]"
+
+    def brief(self) -> str:
+        """The short form ``summary()`` lists a pending or zero-tunnel checksum in."""
+        wire = f" wire=0x{self.wire:04x}" if self.wire is not None else ""
+        return (f"{self.status.name} {self.layer} {self.field}{wire} "
+                f"({SHORT_REASON.get(self.status, self.reason)})")
 
     def describe(self) -> str:
         """One line: status, layer, field and the values that matter."""

@@ -12,13 +12,20 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 from .checksum_partial import complete_partial
-from .dissect import DEFAULT_VXLAN_PORTS, dissect
-from .gso import GsoUnsupported, segment
+from .dissect import (
+    DEFAULT_GENEVE_PORTS,
+    DEFAULT_VXLAN_PORTS,
+    UdpTunnels,
+    dissect_with,
+    udp_tunnels,
+)
+from .gso import GsoUnsupported, segment_with
 from .layer import LayerVerdict, Status
 from .vnet_hdr import VIRTIO_NET_HDR_GSO_NONE, VnetHdr
 
 # A pending checksum is seeded with the pseudo-header sum; only protocols with
-# a pseudo-header are ever left pending by Linux. path leaf -> csum_offset
+# a pseudo-header are ever left pending by Linux. path leaf -> csum_offset; the
+# leaf names the L4 at any depth ("tcp", "vxlan/udp", "gre/tcp", "ipip/udp").
 PENDING_CANDIDATES = {"tcp": 16, "udp": 6, "icmpv6": 2}
 
 
@@ -56,17 +63,24 @@ class WireFrame:
 
 
 def wire_frames(frame: bytes, vnet: Optional[VnetHdr], csum_not_ready: bool = False, *,
-                link: str = "ether",
-                vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS) -> list[WireFrame]:
+                link: str = "ether", vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS,
+                geneve_ports: Iterable[int] = DEFAULT_GENEVE_PORTS,
+                tunnel_ports: Iterable[int] = ()) -> list[WireFrame]:
     """``csum_not_ready`` is auxdata's TP_STATUS_CSUMNOTREADY; it only matters
     when there is no vnet header to name the pending field."""
+    return frames_on_wire(frame, vnet, csum_not_ready, link,
+                          udp_tunnels(vxlan_ports, geneve_ports, tunnel_ports))
+
+
+def frames_on_wire(frame: bytes, vnet: Optional[VnetHdr], csum_not_ready: bool, link: str,
+                   tunnels: UdpTunnels) -> list[WireFrame]:
     frame = bytes(frame)
     if vnet is not None and vnet.gso_kind != VIRTIO_NET_HDR_GSO_NONE:
-        return _segmented(frame, vnet, link, vxlan_ports)
+        return _segmented(frame, vnet, link, tunnels)
     if vnet is not None and vnet.needs_csum:
         return [_completed(frame, vnet)]
     if vnet is None and csum_not_ready:
-        return [_located(frame, link, vxlan_ports)]
+        return [_located(frame, link, tunnels)]
     return [WireFrame(frame)]
 
 
@@ -89,10 +103,9 @@ def _completed(frame: bytes, vnet: VnetHdr, *issues: LayerVerdict) -> WireFrame:
                      issues=issues)
 
 
-def _segmented(frame: bytes, vnet: VnetHdr, link: str,
-               vxlan_ports: Iterable[int]) -> list[WireFrame]:
+def _segmented(frame: bytes, vnet: VnetHdr, link: str, tunnels: UdpTunnels) -> list[WireFrame]:
     try:
-        segments = segment(frame, vnet, link=link, vxlan_ports=vxlan_ports)
+        segments = segment_with(frame, vnet, link, tunnels)
     except GsoUnsupported as err:
         issue = _issue(f"not segmented: {err}; checksums below are the super-packet's")
         return [_completed(frame, vnet, issue) if vnet.needs_csum
@@ -104,19 +117,20 @@ def _segmented(frame: bytes, vnet: VnetHdr, link: str,
             for i, seg in enumerate(segments)]
 
 
-def _located(frame: bytes, link: str, vxlan_ports: Iterable[int]) -> WireFrame:
+def _located(frame: bytes, link: str, tunnels: UdpTunnels) -> WireFrame:
     """TP_STATUS_CSUMNOTREADY without a vnet header: one L4 checksum is pending
     but nothing says which. The field that holds exactly its pseudo-header seed
     is the one that completing makes valid; if there is not exactly one such
     field, nothing is completed and the verdict says so."""
     candidates = []
-    for layer in dissect(frame, link, vxlan_ports).layers:
+    for layer in dissect_with(frame, link, tunnels).layers:
         csum_offset = PENDING_CANDIDATES.get(layer.path.rsplit("/", 1)[-1])
         if csum_offset is None or layer.status is not Status.INVALID or layer.offset is None:
             continue
         start = layer.offset - csum_offset
         wire = complete_partial(frame, start, csum_offset)
-        after = [v for v in dissect(wire, link, vxlan_ports).layers if v.offset == layer.offset]
+        after = [v for v in dissect_with(wire, link, tunnels).layers
+                 if v.offset == layer.offset]
         if after and after[0].status is Status.VALID:
             candidates.append(WireFrame(wire, Completion(layer.offset, layer.wire or 0,
                                                          _u16(wire, layer.offset),

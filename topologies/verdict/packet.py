@@ -10,9 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from .dissect import DEFAULT_VXLAN_PORTS, Header, dissect
+from .dissect import (
+    DEFAULT_GENEVE_PORTS,
+    DEFAULT_VXLAN_PORTS,
+    Header,
+    dissect_with,
+    udp_tunnels,
+)
 from .layer import LayerVerdict, Status
-from .nic import Completion, Segment, wire_frames
+from .nic import Completion, Segment, frames_on_wire
 from .vnet_hdr import VnetHdr
 
 
@@ -26,7 +32,8 @@ class PacketVerdict:
 
     @property
     def ok(self) -> bool:
-        """No checksum is wrong. Not "all verified": see ``unchecked``."""
+        """No checksum is wrong. Not "all verified": see ``unchecked``; pending
+        quotes and zero tunnel checksums are not wrong either."""
         return not self.invalid
 
     @property
@@ -54,6 +61,8 @@ class PacketVerdict:
         ``INVALID outer UDP chksum wire=0xc067 correct=0xf612; VALID outer IPv4, ...``"""
         parts = [v.describe() for v in self.invalid]
         parts += [f"NOT_CHECKABLE {v.layer} ({v.reason})" for v in self.unchecked]
+        parts += [v.brief() for status in (Status.PENDING, Status.ZERO_TUNNEL)
+                  for v in self.with_status(status)]
         for status in (Status.DISABLED, Status.VALID):
             names = [v.layer for v in self.with_status(status)]
             if names:
@@ -97,13 +106,18 @@ class PacketVerdict:
 
 
 def verify(frame: bytes, vnet: Optional[VnetHdr] = None, csum_not_ready: bool = False,
-           link: str = "ether",
-           vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS) -> list[PacketVerdict]:
-    """One verdict per wire frame: pending checksum completed, GSO segmented."""
-    ports = tuple(vxlan_ports)
+           link: str = "ether", vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS, *,
+           geneve_ports: Iterable[int] = DEFAULT_GENEVE_PORTS,
+           tunnel_ports: Iterable[int] = ()) -> list[PacketVerdict]:
+    """One verdict per wire frame: pending checksum completed, GSO segmented.
+
+    UDP destination ports: ``vxlan_ports`` and ``geneve_ports`` are dissected as
+    VXLAN and Geneve; ``tunnel_ports`` are other tunnels' (FOU, GUE, ...), not
+    dissected. On all of them a zero UDP checksum over IPv6 is ZERO_TUNNEL."""
+    tunnels = udp_tunnels(vxlan_ports, geneve_ports, tunnel_ports)
     verdicts = []
-    for wire in wire_frames(frame, vnet, csum_not_ready, link=link, vxlan_ports=ports):
-        d = dissect(wire.data, link, ports)
+    for wire in frames_on_wire(frame, vnet, csum_not_ready, link, tunnels):
+        d = dissect_with(wire.data, link, tunnels)
         verdicts.append(PacketVerdict(wire.data, list(wire.issues) + d.layers, d.headers,
                                       wire.completion, wire.segment))
     return verdicts
