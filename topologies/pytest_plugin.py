@@ -40,6 +40,7 @@ from .lab import session as lab_session
 from .report import artifacts, describe_lab
 from .report import rows as report_rows
 from .scenarios import topology_file
+from .scenarios.catalog import TOPOLOGIES as SCENARIOS
 
 ROOT_REASON = "lab tests need root (CAP_NET_ADMIN + CAP_SYS_ADMIN: namespaces, netlink, BPF)"
 # Fixtures that make a test depend on the running kernel; such tests get the
@@ -147,6 +148,8 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"_nslab_{report.when}", report)
     row = getattr(item, "_nslab_row", None)
+    if row is None and report.when == "call":
+        row = item._nslab_row = _check_row(item)
     if row is not None and report.when == "call" and report_rows.results_dir():
         row.outcome = _outcome(report)
         row.wire = _what_the_wire_carried(item.funcargs.get("lab"))
@@ -155,6 +158,18 @@ def pytest_runtest_makereport(item, call):
         for name, value in _properties(row):   # junit.xml carries the row's evidence
             report.user_properties.append((name, value))
     return report
+
+
+def _check_row(item):
+    """A test of a scenario's suite (``test_<scenario>.py``) that reported no row of
+    its own is still listed under that scenario, as a check."""
+    scenario = item.path.stem.removeprefix("test_")
+    if not item.path.stem.startswith("test_") or scenario not in SCENARIOS:
+        return None
+    callspec = getattr(item, "callspec", None)
+    name = item.originalname + (f"[{callspec.id}]" if callspec else "")
+    return report_rows.Row(scenario=scenario, test=item.nodeid, knobs={"check": name},
+                           check=True)
 
 
 def _what_the_wire_carried(the_lab) -> str:

@@ -143,8 +143,16 @@ def render(page: Page) -> str:
     if page.matrix:
         parts += ["<h2>Tests × kernels</h2>", heatmap_svg(page.matrix), _heat_legend()]
     for scenario in sorted({r.scenario for r in page.rows}):
-        mine = [r for r in page.rows if r.scenario == scenario]
-        parts += [f"<h2>{_e(scenario)} ({len(mine)} rows)</h2>", _scenario_table(mine), _legend()]
+        mine = [r for r in page.rows if r.scenario == scenario and not r.check]
+        checks = [r for r in page.rows if r.scenario == scenario and r.check]
+        parts.append(f"<h2>{_e(scenario)} ({len(mine)} rows)</h2>")
+        if mine:
+            parts += [_scenario_table(mine), _legend()]
+        if checks:
+            parts.append(f"<p>Checks of {_e(scenario)}:</p><ul>" + "".join(
+                f'<li class="{OUTCOMES.get(r.outcome, ("", "", ""))[0]}"><code>'
+                f'{_e(r.knobs["check"])}</code>: {_e(r.expectation())}</li>' for r in checks)
+                + "</ul>")
     parts += ["<h2>Known bugs</h2>", markdown_table(known_bugs.markdown_table()),
               "<h2>Kernel behaviour</h2>", markdown_table(kernel_behaviour.markdown_table()),
               "</body></html>"]

@@ -33,6 +33,7 @@ class Row:
     outcome: str = ""                              # passed / failed / xfail / XPASS / skipped
     known_bug: str = ""
     wire: str = ""          # what the lab's captures saw: "correct" or "BROKEN: ..."
+    check: bool = False     # a test of the scenario that reported no row of its own
 
     def datapath(self) -> str:
         if self.known_bug and self.outcome == "xfail":
@@ -94,8 +95,14 @@ def render(rows: list[Row]) -> str:
     line, long cells to a key, a legend under each table."""
     parts = []
     for scenario in sorted({r.scenario for r in rows}):
-        mine = sorted((r for r in rows if r.scenario == scenario),
-                      key=lambda r: [str(v) for v in r.knobs.values()])
+        everything = sorted((r for r in rows if r.scenario == scenario),
+                            key=lambda r: [str(v) for v in r.knobs.values()])
+        mine = [r for r in everything if not r.check] or everything[:0]
+        checked = [r for r in everything if r.check]
+        if not mine:
+            parts.append("\n".join([f"== {scenario}", f"checks of {scenario}:"] + [
+                f"  {r.knobs['check']}: {r.expectation()}" for r in checked]))
+            continue
         knobs, evidence = columns(mine)
         same = {k: mine[0].knobs.get(k) for k in knobs
                 if len({str(r.knobs.get(k, "")) for r in mine}) == 1}
@@ -107,5 +114,8 @@ def render(rows: list[Row]) -> str:
         lines, key = _abbreviated(lines)
         title = f"== {scenario} ({len(mine)} rows)" + (
             "; every row: " + ", ".join(f"{k}={v}" for k, v in same.items()) if same else "")
-        parts.append("\n".join([title, _table(headers, lines), *key, LEGEND]))
+        checks = [f"  {r.knobs['check']}: {r.expectation()}"
+                  + (f" ({r.datapath()})" if r.datapath() != "-" else "") for r in checked]
+        parts.append("\n".join([title, _table(headers, lines), *key, LEGEND]
+                               + ([f"checks of {scenario}:"] + checks if checks else [])))
     return "\n\n".join(parts)
