@@ -15,7 +15,7 @@ Subpackages, lowest layer first (each imports only the ones before it):
 ``capture``, ``kernels`` (VMs, matrix, bisect), ``scenarios``, ``report``, ``cli``.
 """
 from . import bpf
-from .capture import Capture, CaptureResult
+from .capture import Capture, CaptureResult, kernel_chatter
 from .errors import LabError, Unsupported
 from .lab import Iface, Lab, Node, firewall, offloads, traffic
 from .scenarios.topology_file import build as build_topology
@@ -24,6 +24,6 @@ from .verdict import LayerVerdict, PacketVerdict, Status, VnetHdr, verify
 
 __all__ = [
     "Lab", "Node", "Iface", "LabError", "Unsupported",
-    "Capture", "CaptureResult", "verify", "PacketVerdict", "LayerVerdict", "Status", "VnetHdr",
+    "Capture", "CaptureResult", "kernel_chatter", "verify", "PacketVerdict", "LayerVerdict", "Status", "VnetHdr",
     "bpf", "traffic", "firewall", "offloads", "build_topology", "load_topology",
 ]

@@ -297,9 +297,10 @@ def pair(lab):
 
 @pytest.fixture
 def capture(lab):
-    """``cap = capture(node, dev)``: started now, stopped at the latest with the test."""
-    def start(node, device: str) -> Capture:
-        return Capture(node, device).start()
+    """``cap = capture(node, dev)``: started now, stopped at the latest with the test;
+    keywords go to :class:`Capture` (e.g. ``ignore=kernel_chatter``)."""
+    def start(node, device: str, **options) -> Capture:
+        return Capture(node, device, **options).start()
     return start
 
 
