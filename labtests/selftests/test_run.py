@@ -41,7 +41,8 @@ def test_run_selects_the_scenario_suites_only():
 
 def test_run_writes_junit_report_tables_and_pcapng(root_required, tmp_path):
     result = nslab("run", "--scenario", "vxlan_overlay", "-n", "1", "--results", str(tmp_path),
-                   "-k", "test_checksums_on_the_wire and udpcsum-vxtx_on-ultx_on-nat_none")
+                   "-k", "test_checksums_on_the_wire and udpcsum-vxtx_on-ultx_on-nat_none",
+                   "--ktap", str(tmp_path / "results.ktap"))
     assert result.returncode == 0, result.stdout[-2000:]
     assert os.path.exists(tmp_path / "junit.xml")
     report = (tmp_path / "report.md").read_text()
@@ -54,6 +55,8 @@ def test_run_writes_junit_report_tables_and_pcapng(root_required, tmp_path):
     assert row.endswith("valid    correct   as expected"), row
     assert tables.count("datapath:") == 1                    # the legend, once per table
     assert "<h2>vxlan_overlay (2 rows)</h2>" in (tmp_path / "report.html").read_text()
+    ktap_lines = (tmp_path / "results.ktap").read_text().splitlines()
+    assert ktap_lines[:2] == ["KTAP version 1", "1..2"] and ktap_lines[2].startswith("ok 1 ")
     assert list((tmp_path / "pcapng").glob("*/*.pcapng"))
     assert f"report: {tmp_path}/report.md" in result.stdout
 

@@ -22,12 +22,14 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from ..capture.drop_reasons import DropMonitor
 from ..errors import LabError
-from ..kernels.matrix import outcome_of, test_id
+from ..kernels.matrix import outcome_of, read_junit, test_id
 from ..paths import IN_CHECKOUT, PROJECT_ROOT, SUITE
 from ..report import html as report_html
+from ..report import ktap
 from ..report import rows as report_rows
 from ..report.artifacts import safe_name
 from ..scenarios import known_bugs
@@ -65,6 +67,15 @@ def check_jobs(jobs: str) -> str:
     return jobs
 
 
+def check_output_file(option: str, path: str) -> str:
+    where = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(where):
+        raise LabError(f"{option} {path}: no directory {where}")
+    if os.path.isdir(path):
+        raise LabError(f"{option} {path}: is a directory")
+    return path
+
+
 def check_results_dir(path: str) -> str:
     if os.path.exists(path) and not os.path.isdir(path):
         raise LabError(f"--results {path}: exists and is not a directory")
@@ -87,6 +98,8 @@ def pytest_argv(args, results: str) -> list[str]:
         raise LabError(f"unknown scenario {unknown[0]!r}; scenarios: {', '.join(scenarios())}")
     if args.k is not None:
         check_expression("-k", args.k)
+    if args.ktap:
+        check_output_file("--ktap", args.ktap)
     check_jobs(args.jobs)
     # Only the scenario suites: the tool's own self-tests (labtests/selftests) are not run here.
     targets = [os.path.join(TESTS, f"test_{s}.py") for s in args.scenario or scenarios()]
@@ -313,6 +326,9 @@ def finish(args, results: str, selected: list[str], code: int, interrupted: str,
         f.write(markdown(results, rows, counts, failures, seconds, interrupted, not_run))
     report_html.write(html_page(results, rows, counts, failures, seconds, interrupted, not_run),
                       os.path.join(results, "report.html"))
+    if args.ktap:
+        with open(args.ktap, "w") as f:
+            f.write(ktap.render(read_junit(Path(junit), PROJECT_ROOT)))
     if tables:    # printed after the files are written: a closed stdout loses nothing
         print("\n" + tables)
     for line in not_run:
@@ -339,6 +355,8 @@ def register(sub) -> None:
     p.add_argument("--results", metavar="DIR", help="results directory")
     p.add_argument("--keep-failed", action="store_true",
                    help="leave a failed test's lab up for inspection (nslab ls/exec/down)")
+    p.add_argument("--ktap", metavar="FILE",
+                   help="also write the results as KTAP (as kernel selftests do) to FILE")
     p.add_argument("--allow-skips", action="store_true",
                    help="succeed even when a selected scenario did not run (every test "
                         "skipped: no root, a kernel feature missing)")
