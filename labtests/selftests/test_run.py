@@ -222,13 +222,19 @@ def test_interrupted_run_keeps_junit_tables_and_report(root_required, tmp_path, 
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output = Output(proc.stdout)
     try:
-        # The event: a test has finished, in its row file and in pytest's progress;
-        # a second result shows pytest is done with the first one's report (a signal
-        # in the middle of handing a report on would keep it out of the JUnit file).
+        # The event: a test has finished, in its row file and in pytest's output (in
+        # console.log); a second result shows pytest is done with the first one's report
+        # (a signal in the middle of handing a report on would keep it out of the JUnit).
         deadline = time.monotonic() + 180
-        assert output.wait_for(r"items\]\s*[.sxXFE]{2}", deadline), output.text[-2000:]
-        while not list((tmp_path / "rows").glob("*.json")) and time.monotonic() < deadline:
+
+        def results_in_console() -> int:
+            log = tmp_path / "console.log"
+            return len(re.findall(r"(PASSED|FAILED|SKIPPED|XFAIL|XPASS|ERROR) .*::",
+                                  log.read_text())) if log.exists() else 0
+        while (results_in_console() < 2 or not list((tmp_path / "rows").glob("*.json"))) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert results_in_console() >= 2, output.text[-2000:]
         assert list((tmp_path / "rows").glob("*.json")), output.text[-2000:]
         proc.send_signal(sig)
         assert proc.wait(timeout=180) == code, output.text[-3000:]

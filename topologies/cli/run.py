@@ -32,6 +32,7 @@ from ..report import html as report_html
 from ..report import ktap
 from ..report import rows as report_rows
 from ..report.artifacts import safe_name
+from ..report.progress import Progress
 from ..scenarios import known_bugs
 
 REPO = str(PROJECT_ROOT)
@@ -108,6 +109,7 @@ def pytest_argv(args, results: str) -> list[str]:
     # runs its bundled suites with no ini file of ours.
     argv = [sys.executable, "-m", "pytest", *targets, "-n", str(args.jobs),
             f"--junitxml={os.path.join(results, 'junit.xml')}", "-p", "no:cacheprovider", "-rfEX",
+            "-v",    # a line per result: what the progress line counts (all in console.log)
             "--dist", "loadgroup", "--timeout", str(TEST_TIMEOUT)]
     if args.k:
         argv += ["-k", args.k]
@@ -305,9 +307,32 @@ def main(args) -> int:
           f"results in {results}", flush=True)
     start = time.monotonic()
     with Forwarder() as forwarder:   # until the report is written
-        code = forwarder.start(argv, cwd=REPO if IN_CHECKOUT else None, env=env).wait()
+        proc = forwarder.start(argv, cwd=REPO if IN_CHECKOUT else None, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               errors="replace")
+        code = follow(proc, os.path.join(results, "console.log"))
         interrupted = forwarder.signal_name
         return finish(args, results, selected, code, interrupted, time.monotonic() - start)
+
+
+SUMMARY_START = "short test summary info"
+
+
+def follow(proc: subprocess.Popen, log_path: str) -> int:
+    """pytest's output into ``console.log``, a live progress line on the terminal, and
+    its closing summary (failures, errors, XPASS) printed when it ends."""
+    progress, tail, in_summary = Progress(), [], False
+    with open(log_path, "w") as log:
+        for text in proc.stdout:
+            log.write(text)
+            progress.feed(text)
+            in_summary = in_summary or SUMMARY_START in text
+            if in_summary:
+                tail.append(text)
+    code = proc.wait()
+    progress.close()
+    sys.stdout.write("".join(tail))
+    return code
 
 
 def finish(args, results: str, selected: list[str], code: int, interrupted: str,
