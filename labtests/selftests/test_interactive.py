@@ -53,7 +53,7 @@ def test_bad_up_is_one_line_exit_2_and_creates_nothing(lab_name, argv, message):
     assert records_named(lab_name) == []
 
 
-def test_up_ls_exec_capture_down(lab_name):
+def test_up_ls_exec_capture_down(lab_name, tmp_path):
     up = nslab("up", "vxlan_overlay", "--name", lab_name, "--set", "nat=masq_random_fully")
     assert up.returncode == 0, up.stderr
     [record] = records_named(lab_name)
@@ -67,7 +67,8 @@ def test_up_ls_exec_capture_down(lab_name):
     assert inside.returncode == 0 and "10.244.1.2/24" in inside.stdout
 
     capture = nslab_popen("capture", lab_name, "node_b", "eth0", "--count", str(FRAMES),
-                          "--seconds", "60", stdout=subprocess.PIPE)
+                          "--seconds", "60", "--pcapng", str(tmp_path / "c.pcapng"),
+                          stdout=subprocess.PIPE)
     ready = capture.stdout.readline()   # the socket is bound: traffic from now on shows
     assert ready.startswith("capturing on node_b:eth0"), ready
     sender = nslab_popen("exec", lab_name, "node_a", "--", sys.executable, "-c", QUERY_LOOP,
@@ -82,6 +83,8 @@ def test_up_ls_exec_capture_down(lab_name):
     assert len([line for line in out.splitlines() if line[:3] in ("in ", "out")]) == FRAMES
     assert f"-- {FRAMES} frames" in out
     assert "machine-wide" in out or "drop reasons off" in out
+    assert f"written to {tmp_path / 'c.pcapng'}" in out
+    assert (tmp_path / "c.pcapng").read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"   # a pcapng SHB
 
     down = nslab("down", lab_name)
     assert down.returncode == 0 and records_named(lab_name) == []

@@ -13,6 +13,7 @@ from .. import scenarios
 from ..errors import LabError
 from ..lab import LAB_NAME_RULE, check_name, netns
 from ..lab.owner import OwnerRecord, all_records
+from .run import check_output_file
 
 UP_TIMEOUT = 60
 
@@ -123,6 +124,8 @@ def cmd_capture(args) -> int:
     from ..lab.lab import Lab
     record = find(args.lab)
     name = _node_netns(record, args.node)
+    if args.pcapng:
+        check_output_file("--pcapng", args.pcapng)      # before anything starts
     why_not = DropMonitor.unavailable()
     monitor = None if why_not else DropMonitor()
     before = monitor.snapshot() if monitor else None
@@ -157,7 +160,11 @@ def cmd_capture(args) -> int:
         except KeyboardInterrupt:
             pass
         result = cap.stop()
+        if args.pcapng:
+            result.write_pcapng(args.pcapng)
     print(f"-- {shown} frames; kernel dropped {result.kernel_drops}"
+          + (f"; all {len(result.packets)} captured written to {args.pcapng}"
+             if args.pcapng else "")
           + (f"; {hidden} frames of kernel chatter hidden (--all shows them)" if hidden else ""))
     print(HEADER + ":" if monitor else why_not)
     if monitor:
@@ -195,6 +202,8 @@ def register(sub) -> None:
     p.add_argument("device")
     p.add_argument("--count", type=int, help="stop after N frames")
     p.add_argument("--seconds", type=float, help="stop after S seconds")
+    p.add_argument("--pcapng", metavar="FILE",
+                   help="also write every captured frame to FILE (Wireshark opens it)")
     p.add_argument("--all", action="store_true",
                    help="also show what the kernel sends by itself (MLD, router solicitations, "
                         "IGMP)")
