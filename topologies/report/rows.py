@@ -81,12 +81,43 @@ def columns(rows: list[Row]) -> tuple[list[str], list[str]]:
             list(dict.fromkeys(k for r in rows for k in r.evidence)))
 
 
-def _abbreviated(lines: list[list[str]]) -> tuple[list[list[str]], list[str]]:
-    """Cells wider than WIDE become ``[n]``, spelled out once in a key."""
+COLUMNS = 120      # what a table may take, a terminal's or a CI log's width
+NARROWEST = 10     # cells and headers are never abbreviated below this
+
+
+def _width(headers: list[str], lines: list[list[str]]) -> int:
+    return sum(max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(headers)) \
+        + 2 * (len(headers) - 1)
+
+
+def _fitted(headers: list[str], lines: list[list[str]]) -> tuple[list[str], list[list[str]],
+                                                                 list[str]]:
+    """Headers, cells and a key that fit COLUMNS. Cells longer than WIDE go to the key
+    (``[n]``); then, widest column first, the long cells of one column at a time; then
+    long headers are cut. The last column (expected?) is never abbreviated."""
     key: dict[str, str] = {}
-    short = [[c if len(c) <= WIDE else key.setdefault(c, f"[{len(key) + 1}]") for c in line]
-             for line in lines]
-    return short, [f"  {ref} {text}" for text, ref in key.items()]
+
+    def abbreviate(column: int, longer_than: int) -> None:
+        for line in lines:
+            if len(line[column]) > longer_than:
+                line[column] = key.setdefault(line[column], f"[{len(key) + 1}]")
+
+    lines = [list(line) for line in lines]
+    for column in range(len(headers) - 1):
+        abbreviate(column, WIDE)
+    while _width(headers, lines) > COLUMNS:
+        room = {c: max(len(line[c]) for line in lines) for c in range(len(headers) - 1)
+                if max(len(line[c]) for line in lines) > max(len(headers[c]), NARROWEST)}
+        if not room:
+            break
+        widest = max(room, key=room.get)
+        abbreviate(widest, max(len(headers[widest]), NARROWEST))
+    notes = [f"  {ref} {text}" for text, ref in key.items()]
+    if _width(headers, lines) > COLUMNS:
+        cut = [h if len(h) <= NARROWEST else h[:NARROWEST - 1] + "~" for h in headers]
+        notes += [f"  {c} = {h}" for c, h in zip(cut, headers) if c != h]
+        headers = cut
+    return headers, lines, notes
 
 
 def render(rows: list[Row]) -> str:
@@ -111,7 +142,7 @@ def render(rows: list[Row]) -> str:
         lines = [[str(r.knobs.get(k, "")) for k in varying] +
                  [str(r.evidence.get(k, "")) for k in evidence] + [r.datapath(), r.expectation()]
                  for r in mine]
-        lines, key = _abbreviated(lines)
+        headers, lines, key = _fitted(headers, lines)
         title = f"== {scenario} ({len(mine)} rows)" + (
             "; every row: " + ", ".join(f"{k}={v}" for k, v in same.items()) if same else "")
         checks = [f"  {r.knobs['check']}: {r.expectation()}"
