@@ -64,3 +64,18 @@ def test_nslab_matrix_page_is_a_heat_map_of_tests_by_kernel(tmp_path):
     text = html.render(html_page(results))
     assert "t.py::b on host: xfail" in text and "t.py::a on host: passed" in text
     assert "nslab matrix — 1 kernels, 2 tests" in text and "1 passed, 1 xfail" in text
+
+
+def test_text_tables_fit_120_columns_and_keep_the_verdict_in_words():
+    wide = [rows.Row("s", f"t[{i}]", {"variant": f"variant-{i}", "mode": "native"},
+                     {f"evidence_column_{j}": f"a long piece of evidence number {i}.{j}"
+                      for j in range(6)}, "passed" if i % 2 else "failed",
+                     wire=f"BROKEN: ICMP chksum wire=0x{i:04x} correct=0xffff")
+            for i in range(4)]
+    text = rows.render(wide)
+    table = text.split("\n\n")[0].splitlines()
+    assert max(len(line) for line in table if not line.startswith("  [")) <= rows.COLUMNS
+    assert "every row: mode=native" in table[0]
+    assert sum("UNEXPECTED" in line for line in table) == 2
+    assert sum(line.rstrip().endswith("as expected") for line in table) == 2
+    assert "  [1] " in text and rows.LEGEND in text
