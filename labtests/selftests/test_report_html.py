@@ -75,7 +75,8 @@ def test_text_tables_fit_120_columns_and_keep_the_verdict_in_words():
     text = rows.render(wide)
     table = text.split("\n\n")[0].splitlines()
     assert max(len(line) for line in table if not line.startswith("  [")) <= rows.COLUMNS
+    assert text.count("datapath: what the datapath did") == 1          # the legend
     assert "every row: mode=native" in table[0]
     assert sum("UNEXPECTED" in line for line in table) == 2
     assert sum(line.rstrip().endswith("as expected") for line in table) == 2
-    assert "  [1] " in text and rows.LEGEND in text
+    assert "  [1] " in text and "datapath: what the datapath did" in text

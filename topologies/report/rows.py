@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import textwrap
 from dataclasses import asdict, dataclass, field
 
 RESULTS_ENV = "NSLAB_RESULTS"
@@ -147,6 +148,7 @@ def render(rows: list[Row]) -> str:
             "; every row: " + ", ".join(f"{k}={v}" for k, v in same.items()) if same else "")
         checks = [f"  {r.knobs['check']}: {r.expectation()}"
                   + (f" ({r.datapath()})" if r.datapath() != "-" else "") for r in checked]
-        parts.append("\n".join([title, _table(headers, lines), *key, LEGEND]
+        parts.append("\n".join([title, _table(headers, lines), *key,
+                                *textwrap.wrap(LEGEND, COLUMNS)]
                                + ([f"checks of {scenario}:"] + checks if checks else [])))
     return "\n\n".join(parts)
