@@ -233,9 +233,14 @@ class _Watcher:
             self.progress(f"[{self.run.kernel}] {self.status(time.monotonic() - self.started)}")
 
     def status(self, now: float) -> str:
-        done = f"{self.run.tests_done}/{self.total or '?'} tests"
+        run = self.run
+        done = f"{run.tests_done}/{self.total or '?'} tests"
         counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(self.counts.items()))
-        return f"{done} after {now:.0f} s" + (f" ({counts})" if counts else "")
+        eta = ""
+        if self.total and run.tests_done and run.first_result_seconds is not None:
+            rate = (now - run.first_result_seconds) / run.tests_done   # s per test so far
+            eta = f", about {rate * (self.total - run.tests_done):.0f} s left"
+        return f"{done} after {now:.0f} s{eta}" + (f" ({counts})" if counts else "")
 
 
 def watch(argv: list[str], run: Run, *, timeout: float, progress: Progress,
