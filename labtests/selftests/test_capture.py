@@ -164,7 +164,8 @@ def test_pcapng_opens_in_tshark_which_agrees_on_checksums(pair, capture, tmp_pat
     send_raw(client, bytes(bad))
     cap.stop()
     path = cap.result.write_pcapng(str(tmp_path / "capture.pcapng"))
-    out = subprocess.run(["tshark", "-r", path, "-o", "udp.check_checksum:TRUE", "-Y", "udp",
+    out = subprocess.run(["tshark", "-r", path, "-o", "udp.check_checksum:TRUE", "-Y",
+                          "udp && frame.interface_id == 1",
                           "-T", "fields", "-e", "udp.checksum", "-e", "udp.checksum.status"],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     statuses = [line.split("\t") for line in out.splitlines()]

@@ -22,11 +22,17 @@ import socket
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from ..errors import LabError
-from ..verdict import PacketVerdict, VnetHdr, verify
+from ..verdict import (
+    VIRTIO_NET_HDR_F_DATA_VALID,
+    VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    PacketVerdict,
+    VnetHdr,
+    verify,
+)
 from . import pcapng
 
 if TYPE_CHECKING:
@@ -160,23 +166,89 @@ class CaptureResult:
         return [(p, v) for p in self.select(direction, ignore=ignore) for v in p.verdicts()]
 
     def write_pcapng(self, path: str) -> str:
-        """Write the wire frames (pending checksums completed, GSO segmented),
-        each with a comment saying what nslab completed."""
+        """Write both views of every frame into one file, as two interfaces:
+        ``CAPTURED_VIEW``, each frame as the socket handed it over (checksums
+        still pending, GSO super-packets whole; the comment holds its vnet
+        header and auxdata status), and ``WIRE_VIEW``, the frames a wire would
+        carry (pending checksum completed, GSO segmented; the comment says what
+        nslab did and its verdict). Both keep the timestamp and direction."""
+        point = f"{self.node}:{self.device}"
         with pcapng.Writer(path) as out:
-            iface = out.add_interface(f"{self.node}:{self.device}", LINKTYPE_ETHERNET)
+            captured = out.add_interface(CAPTURED_VIEW.format(point), LINKTYPE_ETHERNET,
+                                         description=CAPTURED_DESCRIPTION)
+            wire = out.add_interface(WIRE_VIEW.format(point), LINKTYPE_ETHERNET,
+                                     description=WIRE_DESCRIPTION)
             for pkt in self.packets:
-                for verdict in pkt.verdicts():
-                    out.write_packet(iface, pkt.timestamp, verdict.frame,
-                                     comment=_comment(pkt, verdict))
+                verdicts = pkt.verdicts()
+                direction = "out" if pkt.outgoing else "in"
+                first_wire = out.packets_written + 2   # right after this captured frame
+                number = out.write_packet(
+                    captured, pkt.timestamp, pkt.frame, original_length=pkt.orig_len,
+                    comment=_captured_comment(pkt, first_wire, len(verdicts)),
+                    direction=direction)
+                for verdict in verdicts:
+                    out.write_packet(wire, pkt.timestamp, verdict.frame,
+                                     comment=_comment(pkt, verdict, number),
+                                     direction=direction)
         return path
 
 
-def _comment(pkt: Captured, verdict: PacketVerdict) -> str:
-    parts = ["out" if pkt.outgoing else "in"]
+# The two interfaces of a pcapng file, named for a Wireshark user; {} is node:device.
+CAPTURED_VIEW = "{} (as captured: checksums still pending, GSO super-packets)"
+WIRE_VIEW = "{} (wire: as a NIC would send it, judged by nslab)"
+CAPTURED_DESCRIPTION = ("the bytes AF_PACKET handed over: an L4 checksum may still hold its "
+                        "pseudo-header seed (CHECKSUM_PARTIAL) and a frame may be a GSO "
+                        "super-packet; each comment holds the vnet header and auxdata status")
+WIRE_DESCRIPTION = ("the frames a wire would carry: nslab completed the pending checksum and "
+                    "cut GSO super-packets as a NIC would; each comment holds what nslab did "
+                    "and its verdict on every checksum")
+DIRECTION_WORDS = {True: "outbound", False: "inbound"}
+VNET_FLAG_NAMES = {VIRTIO_NET_HDR_F_NEEDS_CSUM: "NEEDS_CSUM",
+                   VIRTIO_NET_HDR_F_DATA_VALID: "DATA_VALID"}
+TP_STATUS_NAMES = {1 << 0: "TP_STATUS_USER", 1 << 1: "TP_STATUS_COPY",
+                   1 << 2: "TP_STATUS_LOSING", TP_STATUS_CSUMNOTREADY: "TP_STATUS_CSUMNOTREADY",
+                   1 << 4: "TP_STATUS_VLAN_VALID", 1 << 6: "TP_STATUS_VLAN_TPID_VALID",
+                   TP_STATUS_CSUM_VALID: "TP_STATUS_CSUM_VALID"}
+
+
+def _bit_names(value: int, names: dict[int, str]) -> str:
+    set_bits = [name for bit, name in names.items() if value & bit]
+    return f" ({'|'.join(set_bits)})" if set_bits else ""
+
+
+def _vnet_text(vnet: VnetHdr) -> str:
+    return (f"vnet hdr: flags=0x{vnet.flags:02x}{_bit_names(vnet.flags, VNET_FLAG_NAMES)} "
+            f"gso_type=0x{vnet.gso_type:02x} ({vnet.gso_name}) gso_size={vnet.gso_size} "
+            f"hdr_len={vnet.hdr_len} csum_start={vnet.csum_start} "
+            f"csum_offset={vnet.csum_offset}")
+
+
+def _frame_numbers(first: int, count: int) -> str:
+    return f"frame {first}" if count == 1 else f"frames {first}-{first + count - 1}"
+
+
+def _captured_comment(pkt: Captured, first_wire: int, wire_count: int) -> str:
+    """The captured view: what the kernel said about the frame, and where its wire view is."""
+    parts = [f"as captured, {DIRECTION_WORDS[pkt.outgoing]}", _vnet_text(pkt.vnet),
+             f"auxdata: tp_status=0x{pkt.status:x}{_bit_names(pkt.status, TP_STATUS_NAMES)}"]
+    if pkt.truncated:
+        parts.append(f"truncated: {len(pkt.frame)} of {pkt.orig_len} bytes captured")
+    parts.append(f"wire view: {_frame_numbers(first_wire, wire_count)}")
+    return " | ".join(parts)
+
+
+def _comment(pkt: Captured, verdict: PacketVerdict, captured_number: int) -> str:
+    """The wire view: what nslab did to the captured frame, then its verdict."""
+    parts = [f"wire, {DIRECTION_WORDS[pkt.outgoing]}, from frame {captured_number}"]
     if verdict.completion:
         parts.append(str(verdict.completion))
-    parts.append(verdict.summary())
-    return "; ".join(parts)
+    if verdict.segment:
+        parts.append(str(verdict.segment))
+    if not (verdict.completion or verdict.segment):
+        parts.append("nothing pending: the bytes as captured")
+    # summary() also names the completion and segment: said above already
+    parts.append("verdict: " + replace(verdict, completion=None, segment=None).summary())
+    return " | ".join(parts)
 
 
 class Capture:
