@@ -439,15 +439,8 @@ char _license[] SEC("license") = "GPL";
 """
 
 
-def veth_stat(iface, name: str) -> int:
-    """One of a veth's ``ethtool -S`` counters, e.g. ``rx_queue_0_xdp_tx_errors``."""
-    out = iface.node.run(["ethtool", "-S", iface.name]).stdout
-    return int(next(line.split(":")[1] for line in out.splitlines()
-                    if line.strip().startswith(name + ":")))
 
 
-def rx_packets(iface) -> int:
-    return iface.node.ipr.link("get", index=iface.index)[0].get_attr("IFLA_STATS64")["rx_packets"]
 
 
 def reflected(result) -> int:
@@ -472,20 +465,20 @@ def test_native_xdp_on_veth_gives_the_peer_a_pass_program_so_xdp_tx_is_received(
     wire.a_end.node.ipr.neigh("add", dst="10.0.0.2", lladdr=wire.b_end.mac,
                               ifindex=wire.a_end.index, state=0x80)   # NUD_PERMANENT
     cap = capture(wire.a_end.node, "eth0")
-    before = rx_packets(wire.a_end)
+    before = wire.a_end.stats()["rx_packets"]
     for i in range(3):
         wire.tx.sendto(b"probe %d" % i, ("10.0.0.2", PORT))
     if peer_pass:
-        traffic.wait_for(lambda: rx_packets(wire.a_end) - before >= 3, timeout=10,
+        traffic.wait_for(lambda: wire.a_end.stats()["rx_packets"] - before >= 3, timeout=10,
                          what="3 frames back on the client's end")
         assert reflected(cap.stop()) == 3
         assert peer.mode == "native" and libbpf.prog_name(peer.prog_id) == "xdp_tx_peer"
-        assert veth_stat(wire.b_end, "rx_queue_0_xdp_tx_errors") == 0
+        assert wire.b_end.driver_stats()["rx_queue_0_xdp_tx_errors"] == 0
         assert "xdp/native:xdp_tx_peer" in " ".join(
             p for link in describe_lab(lab)["nodes"][wire.a_end.node.name]["links"]
             for p in link["programs"])
     else:
-        traffic.wait_for(lambda: veth_stat(wire.b_end, "rx_queue_0_xdp_tx_errors") >= 3,
+        traffic.wait_for(lambda: wire.b_end.driver_stats()["rx_queue_0_xdp_tx_errors"] >= 3,
                          timeout=10, what="3 XDP_TX errors")
         assert peer.mode is None and reflected(cap.stop()) == 0
 

@@ -5,7 +5,6 @@ about, the probe skips with what it measured — never a silent pass.
 
 Kept light (no scapy, no hypothesis): ``nslab matrix`` runs it in VMs.
 """
-import os
 
 import pytest
 
@@ -65,14 +64,8 @@ char _license[] SEC("license") = "GPL";
 """
 
 
-def veth_stat(iface, name: str) -> int:
-    out = iface.node.run(["ethtool", "-S", iface.name]).stdout
-    return int(next(line.split(":")[1] for line in out.splitlines()
-                    if line.strip().startswith(name + ":")))
 
 
-def rx_packets(iface) -> int:
-    return iface.node.ipr.link("get", index=iface.index)[0].get_attr("IFLA_STATS64")["rx_packets"]
 
 
 def test_veth_xdp_tx_without_a_peer_program(pair, tmp_path):
@@ -86,15 +79,15 @@ def test_veth_xdp_tx_without_a_peer_program(pair, tmp_path):
     bpf.attach_xdp(server.iface("eth0"), prog, "native", xdp_tx_peer=False)
     client.ipr.neigh("add", dst="10.0.0.2", lladdr=server.iface("eth0").mac,
                      ifindex=client.iface("eth0").index, state=0x80)   # NUD_PERMANENT
-    before = rx_packets(client.iface("eth0"))
+    before = client.iface("eth0").stats()["rx_packets"]
     with client.socket() as sock:
         for i in range(3):
             sock.sendto(b"probe %d" % i, ("10.0.0.2", PORT))
 
     def fate():
-        if veth_stat(server.iface("eth0"), "rx_queue_0_xdp_tx_errors") >= 3:
+        if server.iface("eth0").driver_stats()["rx_queue_0_xdp_tx_errors"] >= 3:
             return "dropped"
-        if rx_packets(client.iface("eth0")) - before >= 3:
+        if client.iface("eth0").stats()["rx_packets"] - before >= 3:
             return "delivered"
         return None
     holds("veth-xdp-tx-needs-peer-xdp",

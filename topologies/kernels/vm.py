@@ -37,6 +37,7 @@ from typing import Callable, Optional
 
 from ..errors import LabError, Unsupported
 from ..paths import PROJECT_ROOT
+from .guardian import stop_group
 from .images import Kernel
 
 ACCEL_ENV = "NSLAB_VM_ACCEL"
@@ -279,7 +280,7 @@ def watch(argv: list[str], run: Run, *, timeout: float, progress: Progress,
                 watcher.line(text)
         finally:
             if proc.poll() is None:
-                _stop(proc)
+                stop_group(proc, grace=15)   # the guardian stops the guest's group
             proc.wait()
         run.seconds = time.monotonic() - started
         run.console_tail = list(watcher.tail)
@@ -295,20 +296,6 @@ def handle_signals() -> None:
     from ..lab.lab import raise_on_termination
     signal.signal(signal.SIGINT, signal.default_int_handler)
     raise_on_termination()
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop the process group we started (the child's own session), gently first."""
-    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def run_in_guest(kernel: Kernel, pytest_argv: list[str], results: Path, *,

@@ -64,6 +64,18 @@ class Iface:
                 "state": msg.get_attr("IFLA_OPERSTATE"),
                 "kind": (msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "")}
 
+    def stats(self) -> dict[str, int]:
+        """The device's counters (IFLA_STATS64: rx_packets, tx_dropped, ...)."""
+        msg = self.node.ipr.link("get", index=self.index)[0]
+        return dict(msg.get_attr("IFLA_STATS64") or {})
+
+    def driver_stats(self) -> dict[str, int]:
+        """The driver's own counters, as ``ethtool -S`` lists them (veth:
+        ``rx_queue_0_xdp_tx_errors``, ...)."""
+        out = self.node.run(["ethtool", "-S", self.name]).stdout
+        return {name.strip(): int(value) for name, _, value in
+                (line.partition(":") for line in out.splitlines()[1:]) if value.strip().isdigit()}
+
     @property
     def mac(self) -> str:
         return self.info()["mac"]

@@ -38,6 +38,22 @@ def process_alive(pid: int, start_time: Optional[int] = None) -> bool:
     return started is not None and (start_time is None or started == start_time)
 
 
+def write_record(path: str, data: dict) -> None:
+    """A record written whole or not at all (readers never see half of one)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+def remove_record(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 @dataclass
 class OwnerRecord:
     prefix: str
@@ -65,17 +81,10 @@ class OwnerRecord:
         return process_alive(self.pid, self.start_time)
 
     def save(self) -> None:
-        os.makedirs(RECORD_DIR, exist_ok=True)
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(asdict(self), f, indent=1)
-        os.replace(tmp, self.path)
+        write_record(self.path, asdict(self))
 
     def delete(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        remove_record(self.path)
 
 
 def all_records() -> list[OwnerRecord]:

@@ -17,7 +17,15 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-from .owner import RECORD_DIR, OwnerRecord, all_records, process_alive, process_start_time
+from .owner import (
+    RECORD_DIR,
+    OwnerRecord,
+    all_records,
+    process_alive,
+    process_start_time,
+    remove_record,
+    write_record,
+)
 
 SESSION_ENV = "NSLAB_SESSION"
 SESSION_DIR = os.path.join(RECORD_DIR, "sessions")
@@ -38,17 +46,10 @@ class SessionRecord:
         return process_alive(self.pid, self.start_time)
 
     def save(self) -> None:
-        os.makedirs(SESSION_DIR, exist_ok=True)
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(asdict(self), f)
-        os.replace(tmp, self.path)
+        write_record(self.path, asdict(self))
 
     def delete(self) -> None:
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        remove_record(self.path)
 
 
 def load(session_id: str) -> Optional[SessionRecord]:
