@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""How fast nslab judges a capture: a TCP bulk transfer over veth (and over a
+VXLAN overlay) is captured at the receiver, then every frame is judged; printed
+per case: frames, captured MiB, drops, judging time, frames/s, MiB/s, peak RSS,
+and tshark's time to check the same wire frames (from the pcapng nslab writes).
+
+    sudo .venv/bin/python benchmarks/verdict_throughput.py [--mib 50] [--cases all]
+
+Cases: TSO on/off × IPv4/IPv6, and VXLAN (IPv4 underlay). Goal (issue 16):
+>= 100,000 frames/s on one core, peak memory <= 2x the captured bytes.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from topologies import Capture, Lab, traffic
+
+PORT = 5201
+CASES = {
+    "tso-on-ipv4": dict(family="ipv4", tso=True, vxlan=False),
+    "tso-off-ipv4": dict(family="ipv4", tso=False, vxlan=False),
+    "tso-on-ipv6": dict(family="ipv6", tso=True, vxlan=False),
+    "tso-off-ipv6": dict(family="ipv6", tso=False, vxlan=False),
+    "vxlan-ipv4": dict(family="ipv4", tso=True, vxlan=True),
+}
+ADDRS = {"ipv4": ("10.9.0.1/24", "10.9.0.2"), "ipv6": ("fd09::1/64", "fd09::2")}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build(lab: Lab, family: str, tso: bool, vxlan: bool):
+    a, b = lab.add_node("sender"), lab.add_node("receiver")
+    a_end, b_end = lab.veth(a, "eth0", b, "eth0")
+    a_end.add_addr("192.0.2.1/24")
+    b_end.add_addr("192.0.2.2/24")
+    dev = "eth0"
+    if vxlan:
+        for node, local, remote in ((a, "192.0.2.1", "192.0.2.2"), (b, "192.0.2.2", "192.0.2.1")):
+            lab.vxlan(node, "vx0", vni=9, local=local, remote=remote, underlay="eth0",
+                      udpcsum=True)
+        a_end, b_end = a.iface("vx0"), b.iface("vx0")
+    a_addr, b_addr = ADDRS[family]
+    a_end.add_addr(a_addr)
+    b_end.add_addr(b_addr.replace("::2", "::2/64") if ":" in b_addr else b_addr + "/24")
+    a.iface("eth0").set_offloads({"tso": tso, "gso": tso})
+    return a, b, dev, b_addr
+
+
+def run_case(name: str, mib: int, tshark: bool) -> str:
+    case = CASES[name]
+    with Lab() as lab:
+        sender, receiver, dev, dst = build(lab, **case)
+        traffic.TcpSinkServer(receiver, "::" if ":" in dst else "0.0.0.0", PORT)
+        cap = Capture(receiver, dev, bufsize=256 << 20).start()
+        started = time.perf_counter()
+        result = traffic.tcp_transfer(sender, dst, PORT, nbytes=mib << 20, timeout=120)
+        transfer = time.perf_counter() - started
+        captured = cap.stop()
+    frames = len(captured.packets)
+    captured_mib = sum(len(p.frame) for p in captured.packets) / (1 << 20)
+    gc.collect()
+    rss_before = peak_rss_mib()
+    started = time.perf_counter()
+    wire_frames = sum(len(p.verdicts()) for p in captured.packets)
+    judging = time.perf_counter() - started
+    tshark_text = ""
+    if tshark and shutil.which("tshark"):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = captured.write_pcapng(os.path.join(tmp, "c.pcapng"))
+            started = time.perf_counter()
+            subprocess.run(["tshark", "-r", path, "-Y", "frame.interface_id == 1", "-o",
+                            "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE", "-T",
+                            "fields", "-e", "tcp.checksum.status"],
+                           capture_output=True, check=True)
+            tshark_text = f", tshark {time.perf_counter() - started:.2f} s"
+    return (f"{name:<13} {mib} MiB sent in {transfer:.2f} s ({result.error or 'ok'}); captured "
+            f"{frames} frames / {captured_mib:.1f} MiB, kernel dropped {captured.kernel_drops}; "
+            f"judged {wire_frames} wire frames in {judging:.2f} s = {wire_frames / judging:,.0f} "
+            f"wire frames/s, {captured_mib / judging:.0f} MiB/s; peak RSS {peak_rss_mib():.0f} MiB "
+            f"(before judging {rss_before:.0f}){tshark_text}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mib", type=int, default=50)
+    parser.add_argument("--cases", default="all", help=f"comma list of {', '.join(CASES)}")
+    parser.add_argument("--no-tshark", action="store_true")
+    args = parser.parse_args()
+    names = list(CASES) if args.cases == "all" else args.cases.split(",")
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        print(f"verdict_throughput: unknown case {unknown[0]}", file=sys.stderr)
+        return 2
+    for name in names:
+        print(run_case(name, args.mib, not args.no_tshark), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
