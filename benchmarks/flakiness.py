@@ -22,10 +22,12 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from topologies.lab import raise_on_termination
 from topologies.paths import PROJECT_ROOT
 
-BUSY_LOOP = "import time, sys\nend = time.monotonic() + float(sys.argv[1])\n" \
-            "while time.monotonic() < end:\n    pass\n"
+# Busy until the deadline, or until the script that started it is gone.
+BUSY_LOOP = ("import os, sys, time\nend, parent = time.monotonic() + float(sys.argv[1]), "
+             "os.getppid()\nwhile time.monotonic() < end and os.getppid() == parent:\n    pass\n")
 
 
 def failures(junit: Path) -> tuple[int, list[str]]:
@@ -47,6 +49,7 @@ def main() -> int:
                         help="the load stops by itself after this long")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
+    raise_on_termination()      # SIGTERM unwinds too: the load is stopped on the way out
     pytest_args = [a for a in args.pytest_args if a != "--"] or ["-n", "auto", "labtests"]
     load = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(args.max_seconds)])
             for _ in range(args.load)]
