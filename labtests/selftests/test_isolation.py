@@ -108,8 +108,10 @@ def test_interrupted_owner_cleans_up_by_itself(held, sig):
     proc = held()
     made = first_line(proc)
     proc.send_signal(sig)
-    proc.wait(timeout=30)
-    assert netns.names(made["prefix"]) == []
+    # Its stderr is read meanwhile (a full pipe would block its exit), and shown if it hangs.
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode is not None, stderr[-2000:]
+    assert netns.names(made["prefix"]) == [], stderr[-2000:]
     assert made["prefix"] not in [r.prefix for r in owner.all_records()]
 
 

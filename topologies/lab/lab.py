@@ -1,12 +1,12 @@
 """The Lab: a run-unique prefix, its namespaces, and the stack that undoes them."""
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import re
 import secrets
 import signal
+import threading
 import weakref
 from typing import Optional
 
@@ -160,7 +160,10 @@ def _close_all_at_exit() -> None:
             log.warning("%s", exc)
 
 
-atexit.register(_close_all_at_exit)
+# At interpreter exit, before concurrent.futures stops the namespace threads (its
+# own hook is registered the same way, earlier, so it runs later): a lab's undo
+# may still need them (firewall snapshots are restored from inside the node).
+threading._register_atexit(_close_all_at_exit)
 
 
 def raise_on_termination() -> None:
