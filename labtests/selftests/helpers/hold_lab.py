@@ -4,6 +4,7 @@ Used by the isolation tests: run twice at once it shows two owners never
 collide; killed with SIGKILL it shows that ``nslab sweep`` removes everything.
 """
 import json
+import signal
 import sys
 import time
 
@@ -11,6 +12,10 @@ from topologies import Lab, firewall, traffic
 from topologies.lab.lab import raise_on_termination
 
 raise_on_termination()
+# Ctrl-C interrupts even when we were started with SIGINT ignored (a background job
+# of a non-interactive shell, e.g. a CI script's `cmd &`, passes SIG_IGN down to
+# pytest, its workers and this helper): the test is that an interrupted owner cleans up.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 lab = Lab(name="hold")
 a, b = lab.add_node("client"), lab.add_node("server")
