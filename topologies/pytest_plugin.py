@@ -122,9 +122,12 @@ def pytest_sessionfinish(session, exitstatus):
     if changed:
         problems.append("the root namespace changed during the session:\n" + changed)
     if problems:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        reporter = config.pluginmanager.get_plugin("terminalreporter")   # None: -p no:terminal
         for problem in problems:
-            reporter.write_line(f"nslab: {problem}", red=True)
+            if reporter is not None:
+                reporter.write_line(f"nslab: {problem}", red=True)
+            else:
+                print(f"nslab: {problem}", file=sys.stderr)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
