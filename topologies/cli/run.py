@@ -289,6 +289,9 @@ def _own_group_dying_with_parent():
     def preexec() -> None:
         os.setpgid(0, 0)
         libc.prctl(1, signal.SIGTERM)          # PR_SET_PDEATHSIG
+        # Forwarded interrupts must land even when we were started with SIGINT
+        # ignored (a background job of a non-interactive shell, e.g. in CI).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     return preexec
 
 
