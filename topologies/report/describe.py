@@ -51,7 +51,8 @@ def owner_of(record) -> str:
     if not record.owner_alive():
         process += " (gone: nslab sweep removes the lab)"
     if not record.session:
-        return f"{process}, started by hand"
+        return f"{process}, " + ("kept for inspection: yours to remove (nslab down)"
+                                 if record.kept else "started by hand")
     tied = session.load(record.session)
     if tied is None or not tied.alive():
         return f"{process}, test session {record.session[:8]} (gone: nslab sweep removes the lab)"
