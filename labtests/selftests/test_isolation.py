@@ -215,8 +215,9 @@ def test_a_guarded_process_group_dies_with_its_starter():
     """A VM guest (vng → sh → qemu) dies with the test that started it, even by SIGKILL."""
     starter = subprocess.Popen(
         [sys.executable, "-c", "import subprocess, sys, time\n"
-         "subprocess.Popen([sys.executable, '-m', 'topologies.kernels.guardian', 'sh', '-c', "
-         "'sleep 300 & echo $!; wait'], start_new_session=True)\ntime.sleep(300)"],
+         "import os\nsubprocess.Popen([sys.executable, '-m', 'topologies.kernels.guardian', "
+         "str(os.getpid()), 'sh', '-c', 'sleep 300 & echo $!; wait'], start_new_session=True)"
+         "\ntime.sleep(300)"],
         cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True)
     grandchild = int(starter.stdout.readline())
     assert owner.process_alive(grandchild)
@@ -234,3 +235,34 @@ def test_a_hung_test_fails_with_its_stack_and_its_lab_is_removed(root_required, 
     prefix = made.read_text()
     assert netns.names(prefix) == []
     assert prefix not in [r.prefix for r in owner.all_records()]
+
+
+def _processes_running(marker: str) -> list[int]:
+    """pids whose command line holds ``marker`` (a test's own unique argument)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and marker in open(f"/proc/{entry}/cmdline").read() \
+                    and owner.process_alive(int(entry)):
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("delay", ["0", "0.001", "0.01", "0.05"])
+def test_a_guardian_whose_starter_dies_at_once_leaves_nothing(delay, tmp_path):
+    """Killed while the guardian is still starting up: its child never outlives it.
+    The child writes a file when it starts; the guardian's exit is the event."""
+    started = tmp_path / "started"
+    marker = f"{300 + os.getpid() % 1000}.{os.urandom(2).hex()}"   # a unique sleep length
+    starter = subprocess.Popen(
+        [sys.executable, "-c", "import os, subprocess, sys, time\n"
+         "g = subprocess.Popen([sys.executable, '-m', 'topologies.kernels.guardian', "
+         f"str(os.getpid()), 'sh', '-c', 'touch {started}; exec sleep {marker}'], "
+         f"start_new_session=True)\nprint(g.pid, flush=True)\ntime.sleep({delay})"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    guardian = int(starter.stdout.readline())
+    starter.wait()                 # it dies right after starting the guardian
+    assert wait_until(lambda: not owner.process_alive(guardian), timeout=60)
+    assert _processes_running(marker) == [], f"child started: {started.exists()}"

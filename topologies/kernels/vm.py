@@ -252,7 +252,7 @@ def watch(argv: list[str], run: Run, *, timeout: float, progress: Progress,
     with open(run.results / "console.log", "w", errors="replace") as log:
         watcher = _Watcher(run, log, progress, started)
         # The guest dies with this process, however it dies (see guardian).
-        guarded = [sys.executable, "-m", "topologies.kernels.guardian", *argv]
+        guarded = [sys.executable, "-m", "topologies.kernels.guardian", str(os.getpid()), *argv]
         proc = subprocess.Popen(guarded, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                 start_new_session=True, text=True, errors="replace")
