@@ -37,7 +37,6 @@ from typing import Callable, Optional
 
 from ..errors import LabError, Unsupported
 from ..paths import PROJECT_ROOT
-from .guardian import stop_group
 from .images import Kernel
 
 ACCEL_ENV = "NSLAB_VM_ACCEL"
@@ -280,6 +279,9 @@ def watch(argv: list[str], run: Run, *, timeout: float, progress: Progress,
                 watcher.line(text)
         finally:
             if proc.poll() is None:
+                # Imported here: `python -m topologies.kernels.guardian` must not find
+                # itself imported already through this package.
+                from .guardian import stop_group
                 stop_group(proc, grace=15)   # the guardian stops the guest's group
             proc.wait()
         run.seconds = time.monotonic() - started
