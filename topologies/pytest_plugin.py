@@ -41,6 +41,7 @@ from .report import artifacts, describe_lab
 from .report import rows as report_rows
 from .scenarios import topology_file
 from .scenarios.catalog import TOPOLOGIES as SCENARIOS
+from .verdict import Status
 
 ROOT_REASON = "lab tests need root (CAP_NET_ADMIN + CAP_SYS_ADMIN: namespaces, netlink, BPF)"
 # Fixtures that make a test depend on the running kernel; such tests get the
@@ -132,6 +133,8 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 WORKER_TEARDOWN_BOUND = 30.0   # s
+# Statuses that mean a checksum's bytes were summed (not skipped, not unknowable).
+SUMMED = (Status.VALID, Status.DISABLED, Status.ZERO_TUNNEL)
 
 
 def _let_workers_finish(session_record) -> None:
@@ -181,6 +184,7 @@ def _what_the_wire_carried(the_lab) -> str:
     "" when nothing was captured or a capture is void (dropped frames)."""
     if the_lab is None or not the_lab.captures:
         return ""
+    judged = 0
     for cap in the_lab.captures:
         try:
             verdicts = cap.stop().verdicts()
@@ -189,7 +193,8 @@ def _what_the_wire_carried(the_lab) -> str:
         for _, verdict in verdicts:
             if verdict.invalid:
                 return f"BROKEN: {verdict.invalid[0].describe().removeprefix('INVALID ')}"
-    return "correct"
+            judged += any(layer.status in SUMMED for layer in verdict.layers)
+    return "correct" if judged else ""     # "correct" only for bytes that were summed
 
 
 def _properties(row) -> list[tuple[str, str]]:
