@@ -1,53 +1,131 @@
 #!/usr/bin/env bash
-# `git bisect run` helper for a kernel git tree: build the checked-out commit with
-# virtme-ng, boot it under the lab's VM runner, run ONE lab test, and exit like
-# `git bisect run` expects: 0 good, 1 bad, 125 cannot test (build failure, no boot).
+# `git bisect run` helper for a kernel git tree: build the checked-out commit, boot it
+# under the lab's VM runner, run ONE lab test, and exit as `git bisect run` expects:
+# 0 good, 1 bad, 125 cannot test (build failure, no boot, the test skipped).
 #
 #   cd ~/src/linux
-#   git bisect start v6.8 v6.7
+#   git bisect start BAD GOOD
 #   git bisect run /path/to/nslab/ci/git-bisect-run.sh \
-#       labtests/selftests/test_lab_core.py::test_netkit_pair_carries_traffic_in_l3_mode
+#       'labtests/test_vxlan_overlay.py::test_checksums_on_the_wire[noudpcsum-vxtx_on-ultx_on-masquerade-none]'
 #
-# Options (environment):
-#   NSLAB_BISECT_GOOD_IF / NSLAB_BISECT_BAD_IF  outcomes for good/bad (nslab bisect --good-if/--bad-if)
-#   NSLAB_BISECT_TIMEOUT                       seconds per boot (default 900)
-#   NSLAB_BUILD_JOBS                           make -j (default: nproc)
-# The kernel config is virtme-ng's minimal one plus ci/kernel.config (what the lab needs).
+# ci/bisect-demo/make-tree.sh makes a tree to try it on (README: "Bisect a kernel tree").
+#
+# Wrong use (no test id, an id the suite does not have, not a kernel tree, no
+# ci/setup.sh, a bad setting) is one line on stderr and exit 2 — or 255 while a
+# bisection is in progress, which stops `git bisect run` instead of marking the
+# commit bad (2 would). Checked before anything is built.
+#
+# Build: virtme-ng's minimal config (`vng --kconfig`) plus the fragments below,
+# made once per tree and remade only when a fragment changes; then `make bzImage`
+# in the tree with ccache, so each step recompiles only what the commit changed.
+# Settings (environment):
+#   NSLAB_KERNEL_CONFIG       config fragments, ':'-separated (default ci/kernel.config;
+#                             add ci/kernel-btf.config for tests that need BTF)
+#   NSLAB_BUILD_JOBS          make -j (default: nproc)
+#   NSLAB_BISECT_GOOD_IF / NSLAB_BISECT_BAD_IF  outcomes (nslab bisect --good-if/--bad-if)
+#   NSLAB_BISECT_TIMEOUT      seconds per boot (default 900)
+# Each step appends "commit build_s check_s verdict" to .nslab-bisect/steps.tsv.
 set -uo pipefail
 
 nslab_root=$(cd "$(dirname "$0")/.." && pwd)
-test_id=${1:?usage: git-bisect-run.sh <one lab test id>}
 tree=$(pwd)
 cannot_test=125
 
-if [ ! -f "$tree/Makefile" ] || [ ! -d "$tree/arch/x86" ]; then
-    echo "git-bisect-run: $tree is not a kernel tree" >&2
-    exit "$cannot_test"
-fi
-vng="$nslab_root/.venv/bin/vng"
-nslab="$nslab_root/.venv/bin/nslab"
-if [ ! -x "$vng" ] || [ ! -x "$nslab" ]; then
-    echo "git-bisect-run: run $nslab_root/ci/setup.sh first" >&2
-    exit "$cannot_test"
-fi
+misuse() {
+    echo "git-bisect-run: $*" >&2
+    if [ -e "$(git -C "$tree" rev-parse --git-path BISECT_START 2>/dev/null)" ]; then
+        exit 255
+    fi
+    exit 2
+}
 
-# 1. Build. A commit that does not build cannot be judged: skip it.
-# --force regenerates .config at every step (without --commit vng never touches git).
+# -- the arguments, all checked before a build -----------------------------------------
+[ $# -eq 1 ] && [ -n "$1" ] || misuse "usage: git-bisect-run.sh '<one lab test id>'"
+test_id=$1
+case "$test_id" in
+    *::*) ;;
+    *) misuse "$test_id is not a test id (labtests/test_x.py::test_y[param])" ;;
+esac
+[ -f "$nslab_root/${test_id%%::*}" ] || misuse "no test file ${test_id%%::*} in $nslab_root"
+if [ ! -f "$tree/Makefile" ] || [ ! -d "$tree/arch/x86" ] || [ ! -f "$tree/Kconfig" ]; then
+    misuse "$tree is not a kernel tree (run this from the tree, as git bisect run does)"
+fi
+python="$nslab_root/.venv/bin/python"
+build_deps="apt-get install build-essential ccache flex bison bc libelf-dev libssl-dev"
+for tool in "$nslab_root/.venv/bin/vng" "$nslab_root/.venv/bin/nslab" "$python"; do
+    [ -x "$tool" ] || misuse "no $tool: run $nslab_root/ci/setup.sh first"
+done
+jobs=${NSLAB_BUILD_JOBS:-$(nproc)}
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || misuse "NSLAB_BUILD_JOBS=$jobs: a number of jobs"
+timeout=${NSLAB_BISECT_TIMEOUT:-900}
+[[ "$timeout" =~ ^[1-9][0-9]*$ ]] || misuse "NSLAB_BISECT_TIMEOUT=$timeout: seconds, more than 0"
+fragments=()
+IFS=: read -r -a configs <<< "${NSLAB_KERNEL_CONFIG:-ci/kernel.config}"
+for fragment in "${configs[@]}"; do
+    [ -n "$fragment" ] || continue
+    case "$fragment" in /*) ;; *) fragment="$nslab_root/$fragment" ;; esac
+    [ -f "$fragment" ] || misuse "NSLAB_KERNEL_CONFIG: no file $fragment"
+    fragments+=("$fragment")
+done
+((${#fragments[@]})) || misuse "NSLAB_KERNEL_CONFIG names no fragment"
+# An id pytest does not collect would make every commit untestable, hours later.
+collected=$(cd "$nslab_root" && "$python" -m pytest --collect-only -q -p no:cacheprovider \
+            "$test_id" 2>/dev/null | grep -c '::')
+[ "$collected" = 1 ] || misuse "$test_id: the suite collects no such test (pytest --collect-only)"
+for tool in make gcc ccache flex bison bc; do
+    command -v "$tool" >/dev/null || misuse "$tool not found (kernel builds: $build_deps)"
+done
+for header in libelf.h openssl/ssl.h; do
+    [ -f "/usr/include/$header" ] || misuse "no <$header> (kernel builds: $build_deps)"
+done
+
+step_dir="$tree/.nslab-bisect"
+mkdir -p "$step_dir"
+commit=$(git -C "$tree" rev-parse --short HEAD 2>/dev/null || echo unknown)
 export PATH="$nslab_root/.venv/bin:$PATH"
-if ! "$vng" --build --force --config "$nslab_root/ci/kernel.config" \
-        --jobs "${NSLAB_BUILD_JOBS:-$(nproc)}" > "$tree/.nslab-build.log" 2>&1; then
-    echo "git-bisect-run: build failed ($(tail -n 1 "$tree/.nslab-build.log")); skipping" >&2
-    exit "$cannot_test"
+
+# -- 1. configure (once per tree and fragment set) --------------------------------------
+stamp=$(cat "${fragments[@]}" | sha256sum | cut -c1-16)
+if [ ! -f "$tree/.config" ] || [ "$(cat "$step_dir/config-stamp" 2>/dev/null)" != "$stamp" ]; then
+    echo "git-bisect-run: configuring (vng --kconfig + ${fragments[*]##*/})" >&2
+    kconfig_args=()
+    for fragment in "${fragments[@]}"; do kconfig_args+=(--config "$fragment"); done
+    # virtme-ng appends its own generic options after ours (debug info among them):
+    # append ours once more so that they win.
+    if ! { vng --kconfig --force "${kconfig_args[@]}" && cat "${fragments[@]}" >> .config &&
+           make olddefconfig; } > "$step_dir/config.log" 2>&1; then
+        echo "git-bisect-run: configuring failed ($(tail -n 1 "$step_dir/config.log")); cannot test" >&2
+        exit "$cannot_test"
+    fi
+    echo "$stamp" > "$step_dir/config-stamp"
 fi
 
-# 2. Boot and run the one test; nslab bisect --check prints the step and exits 0/1/125.
-"$nslab" bisect --check "$tree/arch/x86/boot/bzImage" \
+# -- 2. build: a commit that does not build cannot be judged ----------------------------
+started=$SECONDS
+# A fixed build stamp keeps init/version.c (and ccache's hits) the same at every step.
+if ! make -j "$jobs" CC="ccache gcc" KBUILD_BUILD_TIMESTAMP="nslab bisect" \
+        KBUILD_BUILD_USER=nslab KBUILD_BUILD_HOST=bisect bzImage > "$step_dir/build.log" 2>&1; then
+    echo "git-bisect-run: $commit does not build ($(grep -m1 -E 'error:' "$step_dir/build.log" ||
+          tail -n 1 "$step_dir/build.log")); skipping" >&2
+    printf '%s\t%d\t-\tcannot-build\n' "$commit" $((SECONDS - started)) >> "$step_dir/steps.tsv"
+    exit "$cannot_test"
+fi
+build_s=$((SECONDS - started))
+echo "git-bisect-run: $commit built in ${build_s} s" >&2
+
+# -- 3. boot and run the one test; nslab bisect --check exits 0/1/125 -------------------
+started=$SECONDS
+"$nslab_root/.venv/bin/nslab" bisect --check "$tree/arch/x86/boot/bzImage" \
     --good-if "${NSLAB_BISECT_GOOD_IF:-passed,xfail}" \
     --bad-if "${NSLAB_BISECT_BAD_IF:-failed,error,xpass}" \
-    --timeout "${NSLAB_BISECT_TIMEOUT:-900}" \
-    --results "$tree/.nslab-bisect/$(git -C "$tree" rev-parse --short HEAD)" \
-    "$test_id"
+    --timeout "$timeout" --results "$step_dir/$commit" "$test_id"
 rc=$?
+check_s=$((SECONDS - started))
+case "$rc" in
+    0) verdict=good ;; 1) verdict=bad ;; 125) verdict=skip ;; *) verdict="nslab-exit-$rc" ;;
+esac
+printf '%s\t%d\t%d\t%s\n' "$commit" "$build_s" "$check_s" "$verdict" >> "$step_dir/steps.tsv"
+echo "git-bisect-run: $commit: $verdict (build ${build_s} s, boot and test ${check_s} s)" >&2
 case "$rc" in
     0|1|125) exit "$rc" ;;
     # Anything else is nslab itself failing (bad arguments, no qemu): never blame the
