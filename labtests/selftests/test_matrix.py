@@ -313,6 +313,23 @@ def test_selection_gets_workers_unless_it_sets_them():
     assert matrix.pytest_selection(["labtests", "-n", "4"], "2") == ["labtests", "-n", "4"]
 
 
+def test_guest_leaves_out_the_plugins_of_modules_no_selected_file_imports(tmp_path):
+    (tmp_path / "conftest.py").write_text("")
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "test_plain.py").write_text("import socket\n")
+    (tmp_path / "t" / "test_prop.py").write_text("import os\nfrom hypothesis import given\n")
+    off = ["-p", "no:hypothesispytest"]
+    assert vm.unused_plugins(["t/test_plain.py::test_x[a-b]", "-n", "0"], tmp_path) == off
+    assert vm.unused_plugins(["t/test_plain.py", "-k", "hypothesis"], tmp_path) == off
+    assert vm.unused_plugins(["t/test_prop.py"], tmp_path) == []
+    assert vm.unused_plugins(["t"], tmp_path) == []                # a directory: all its files
+    (tmp_path / "conftest.py").write_text("import hypothesis\n")    # a conftest above counts
+    assert vm.unused_plugins(["t/test_plain.py"], tmp_path) == []
+    # This suite's own files, as the matrix step passes them.
+    assert vm.unused_plugins(["labtests/test_vxlan_overlay.py"]) == off
+    assert vm.unused_plugins(["labtests", "-m", "lab and not vm"]) == []
+
+
 # -- the guest's contract, run on the host ---------------------------------------------------
 @pytest.mark.parametrize("code", [0, 1, 3])
 def test_guest_script_leaves_the_exit_status_as_a_file(tmp_path, code):

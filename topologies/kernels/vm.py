@@ -167,6 +167,36 @@ def guest_env(results: Path, extra: Optional[dict[str, str]] = None) -> dict[str
     return env
 
 
+# Plugins a guest session loads only when a selected test file uses them: under
+# TCG, the hypothesis plugin's import of hypothesis at the end of every session
+# costs more than many a test.
+OPTIONAL_PLUGINS = {"hypothesispytest": "hypothesis"}
+
+
+def selected_files(pytest_argv: list[str], root: Path = REPO) -> list[Path]:
+    """The test files a pytest selection names (directories walked), with the
+    conftest files above them; the whole suite when it names none."""
+    paths = [root / a.split("::", 1)[0] for a in pytest_argv
+             if not a.startswith("-") and (root / a.split("::", 1)[0]).exists()]
+    files: set[Path] = set()
+    for path in paths or [root / "labtests"]:
+        files.update(path.rglob("*.py") if path.is_dir() else [path])
+        for parent in path.resolve().parents:
+            if (parent / "conftest.py").is_file():
+                files.add(parent / "conftest.py")
+            if parent == root.resolve():
+                break
+    return sorted(files)
+
+
+def unused_plugins(pytest_argv: list[str], root: Path = REPO) -> list[str]:
+    """``-p no:<plugin>`` for each optional plugin no selected file imports."""
+    texts = [f.read_text(errors="replace") for f in selected_files(pytest_argv, root)]
+    return [arg for plugin, module in OPTIONAL_PLUGINS.items()
+            if not any(re.search(rf"^\s*(import|from) {module}\b", t, re.M) for t in texts)
+            for arg in ("-p", f"no:{plugin}")]
+
+
 def vng_binary() -> str:
     """virtme-ng's ``vng``, from this venv first (it runs ``virtme-run`` from PATH)."""
     vng = shutil.which("vng", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
@@ -315,7 +345,7 @@ def run_in_guest(kernel: Kernel, pytest_argv: list[str], results: Path, *,
         (results / stale).unlink(missing_ok=True)
     run = Run(kernel=kernel.name, results=results, release=kernel.release)
     env = guest_env(results, extra_env)
-    argv = [sys.executable, "-m", "pytest", *pytest_argv,
+    argv = [sys.executable, "-m", "pytest", *pytest_argv, *unused_plugins(pytest_argv),
             f"--junitxml={results / 'junit.xml'}", "-p", "no:cacheprovider", "-v",
             "--color=no"]    # the guest's console is a tty
     script = results / "guest.sh"
