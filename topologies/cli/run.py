@@ -325,7 +325,9 @@ def follow(proc: subprocess.Popen, log_path: str) -> int:
     """pytest's output into ``console.log``, a live progress line on the terminal, and
     its closing summary (failures, errors, XPASS) printed when it ends."""
     progress, tail, in_summary = Progress(), [], False
-    with open(log_path, "w") as log:
+    # Line-buffered: console.log is followed live (tail -f, and the tests that
+    # interrupt a run once results are in it).
+    with open(log_path, "w", buffering=1) as log:
         for text in proc.stdout:
             log.write(text)
             progress.feed(text)
