@@ -364,6 +364,14 @@ def test_watch_stops_a_hung_child_at_the_timeout(tmp_path):
     assert "t.py::a PASSED" in (tmp_path / "console.log").read_text()
 
 
+def test_kvm_probe_wants_a_booting_kernel_not_just_a_running_vcpu(tmp_path):
+    """SeaBIOS runs under this host's KVM, a kernel does not: only a kernel's first
+    console line counts (a file that is no kernel never gets there)."""
+    not_a_kernel = tmp_path / "bzImage"
+    not_a_kernel.write_bytes(b"\0" * 4096)
+    assert vm.probe_kvm(vm.qemu_binary(), not_a_kernel, seconds=2) is not None
+
+
 def test_accel_can_be_forced(monkeypatch):
     monkeypatch.setenv(vm.ACCEL_ENV, "tcg")
     assert vm.accel().name == "tcg"
