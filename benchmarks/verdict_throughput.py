@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """How fast nslab judges a capture: a TCP bulk transfer over veth (and over a
 VXLAN overlay) is captured at the receiver, then every frame is judged; printed
-per case: frames, captured MiB, drops, judging time, frames/s, MiB/s, peak RSS,
-and tshark's time to check the same wire frames (from the pcapng nslab writes).
+per case: frames, captured MiB, drops, judging time (wall and CPU: the machine
+may be busy), frames/s and MiB/s by CPU time, peak RSS and how much judging
+added to it against the captured bytes, and tshark's time to check the same
+wire frames (from the pcapng nslab writes). Each case runs in a process of its
+own: peak RSS is per process.
 
     sudo .venv/bin/python benchmarks/verdict_throughput.py [--mib 50] [--cases all]
 
@@ -70,9 +73,11 @@ def run_case(name: str, mib: int, tshark: bool) -> str:
     captured_mib = sum(len(p.frame) for p in captured.packets) / (1 << 20)
     gc.collect()
     rss_before = peak_rss_mib()
-    started = time.perf_counter()
-    wire_frames = sum(len(p.verdicts()) for p in captured.packets)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    wire_frames = len(captured.verdicts())
     judging = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    added = peak_rss_mib() - rss_before
     tshark_text = ""
     if tshark and shutil.which("tshark"):
         with tempfile.TemporaryDirectory() as tmp:
@@ -85,9 +90,10 @@ def run_case(name: str, mib: int, tshark: bool) -> str:
             tshark_text = f", tshark {time.perf_counter() - started:.2f} s"
     return (f"{name:<13} {mib} MiB sent in {transfer:.2f} s ({result.error or 'ok'}); captured "
             f"{frames} frames / {captured_mib:.1f} MiB, kernel dropped {captured.kernel_drops}; "
-            f"judged {wire_frames} wire frames in {judging:.2f} s = {wire_frames / judging:,.0f} "
-            f"wire frames/s, {captured_mib / judging:.0f} MiB/s; peak RSS {peak_rss_mib():.0f} MiB "
-            f"(before judging {rss_before:.0f}){tshark_text}")
+            f"judged {wire_frames} wire frames in {judging:.2f} s wall, {cpu:.2f} s CPU = "
+            f"{wire_frames / cpu:,.0f} wire frames/s, {captured_mib / cpu:.0f} MiB/s; peak RSS "
+            f"{peak_rss_mib():.0f} MiB (before judging {rss_before:.0f}, judging added "
+            f"{added:.0f} = {added / captured_mib:.2f}x the captured bytes){tshark_text}")
 
 
 def main() -> int:
@@ -101,8 +107,12 @@ def main() -> int:
     if unknown:
         print(f"verdict_throughput: unknown case {unknown[0]}", file=sys.stderr)
         return 2
+    if len(names) == 1:
+        print(run_case(names[0], args.mib, not args.no_tshark), flush=True)
+        return 0
     for name in names:
-        print(run_case(name, args.mib, not args.no_tshark), flush=True)
+        child = [sys.executable, __file__, "--mib", str(args.mib), "--cases", name]
+        subprocess.run(child + ["--no-tshark"] * args.no_tshark, check=True)
     return 0
 
 

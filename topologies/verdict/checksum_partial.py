@@ -30,9 +30,15 @@ def complete_partial(frame: bytes, csum_start: int, csum_offset: int) -> bytes:
         raise ValueError(f"pending checksum at csum_start {csum_start} + csum_offset "
                          f"{csum_offset} lies outside the {len(frame)}-byte frame")
     out = bytearray(frame)
-    value = ~fold(ones_sum(out[csum_start:])) & 0xFFFF
-    out[field:field + 2] = (value or CSUM_MANGLED_0).to_bytes(2, "big")
+    complete_in_place(out, csum_start, csum_offset)
     return bytes(out)
+
+
+def complete_in_place(buf: bytearray, csum_start: int, csum_offset: int) -> None:
+    """``complete_partial`` on a buffer being built, offsets known to be inside it."""
+    field = csum_start + csum_offset
+    value = ~fold(ones_sum(memoryview(buf)[csum_start:])) & 0xFFFF
+    buf[field:field + 2] = (value or CSUM_MANGLED_0).to_bytes(2, "big")
 
 
 def adjust_seed(seed: int, old_len: int, new_len: int) -> int:

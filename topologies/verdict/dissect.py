@@ -242,6 +242,26 @@ class _Fragment(NamedTuple):
         return "fragmented: the L4 checksum covers the reassembled datagram"
 
 
+def sums(buf: bytes, start: int, end: int, field_off: int, initial: int,
+         udp: bool = False) -> tuple[bool, int]:
+    """Judge the checksum field at ``field_off`` over ``buf[start:end]``, summing
+    the bytes once: valid when the sum including the field folds to 0xffff (so
+    TCP's 0x0000 and 0xffff both pass, as receivers accept); the correct value
+    is the complement of the sum without the field (every checksum field sits
+    at an even offset from ``start``)."""
+    data = buf[start:end]
+    total = fold(ones_sum(data, initial))
+    wire = buf[field_off] << 8 | buf[field_off + 1]
+    rest = fold(total + (~wire & 0xFFFF))   # ones' complement: total - field
+    at = field_off - start
+    if rest == 0xFFFF and not initial and not any(data[:at] + data[at + 2:]):
+        rest = 0   # every byte but the field is zero: the one sum fold keeps at 0
+    correct = ~rest & 0xFFFF
+    if udp and correct == 0:
+        correct = 0xFFFF   # RFC 768: a computed zero is sent as all ones
+    return total == 0xFFFF, correct
+
+
 def _rendered(buf: bytes, off: int, end: int, specs: Iterable[FieldSpec]) -> list[tuple[str, str]]:
     """Every field of ``specs`` that lies before ``end``, formatted."""
     end = min(end, len(buf))
@@ -309,29 +329,12 @@ class _Dissector:
             self.top_level.add(id(v))
         return v
 
-    def sums(self, start: int, end: int, field_off: int, initial: int,
-             udp: bool) -> tuple[bool, int]:
-        """Sum the bytes once: valid when the sum including the field folds to
-        0xffff (so TCP's 0x0000 and 0xffff both pass, as receivers accept);
-        the correct value is the complement of the sum without the field
-        (every checksum field sits at an even offset from ``start``)."""
-        data = self.buf[start:end]
-        total = fold(ones_sum(data, initial))
-        rest = fold(total + (~self.u16(field_off) & 0xFFFF))   # ones' complement: total - field
-        at = field_off - start
-        if rest == 0xFFFF and not initial and not any(data[:at] + data[at + 2:]):
-            rest = 0   # every byte but the field is zero: the one sum fold keeps at 0
-        correct = ~rest & 0xFFFF
-        if udp and correct == 0:
-            correct = 0xFFFF   # RFC 768: a computed zero is sent as all ones
-        return total == 0xFFFF, correct
-
     def verify(self, h: Header, ctx: _Ctx, path: str, proto: str, field_name: str,
                field_off: int, start: int, end: int, initial: int = 0,
                udp: bool = False) -> None:
         if self.until is not None:
             return
-        ok, correct = self.sums(start, end, field_off, initial, udp)
+        ok, correct = sums(self.buf, start, end, field_off, initial, udp)
         wire, status, reason = self.u16(field_off), Status.VALID, ""
         if not ok:
             status = Status.INVALID
@@ -548,8 +551,8 @@ class _Dissector:
             self.note(h, ctx, "udp", "UDP", Status.DISABLED, offset=field_off, wire=0,
                       reason="zero: the sender computed no checksum (RFC 768)")
         elif wire == 0:
-            correct = None if unknown or self.until is not None else self.sums(
-                off, udp_end, field_off, net.pseudo(IPPROTO_UDP, ulen), udp=True)[1]
+            correct = None if unknown or self.until is not None else sums(
+                self.buf, off, udp_end, field_off, net.pseudo(IPPROTO_UDP, ulen), udp=True)[1]
             status, reason = ZERO_UDP6[self.tunnels.carries_tunnel(dport)]
             self.note(h, ctx, "udp", "UDP", status, offset=field_off, wire=0, correct=correct,
                       reason=reason)

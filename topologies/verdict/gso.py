@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from .checksum import checksum
-from .checksum_partial import adjust_seed, complete_partial
+from .checksum_partial import adjust_seed, complete_in_place
 from .dissect import (
     DEFAULT_GENEVE_PORTS,
     DEFAULT_VXLAN_PORTS,
@@ -65,26 +65,39 @@ def segment(frame: bytes, vnet: VnetHdr, *, link: str = "ether",
 
 
 def segment_with(frame: bytes, vnet: VnetHdr, link: str, tunnels: UdpTunnels) -> list[bytes]:
-    l4, chain = _locate(frame, vnet, link, tunnels)
-    kind = SEGMENTABLE[vnet.gso_kind][0]
-    hdr_end = _header_end(frame, l4.offset, kind)
-    payload, mss = frame[hdr_end:], vnet.gso_size
-    chunks = [payload[i:i + mss] for i in range(0, len(payload), mss)] or [b""]
-    field = vnet.csum_start + vnet.csum_offset
-    seed = _u16(frame, field)
-    segments = []
-    for i, chunk in enumerate(chunks):
-        seg = bytearray(frame[:hdr_end] + chunk)
-        if kind == "tcp":
-            _fix_tcp(seg, l4.offset, i, mss, last=i == len(chunks) - 1)
+    cut = Cut(frame, vnet, link, tunnels)
+    return [cut.segment(i) for i in range(cut.count)]
+
+
+class Cut:
+    """One super-packet's segmentation, planned once; each segment is made
+    when asked for, so a verdict can keep how to make its frame, not a copy."""
+
+    def __init__(self, frame: bytes, vnet: VnetHdr, link: str, tunnels: UdpTunnels):
+        l4, chain = _locate(frame, vnet, link, tunnels)
+        self.frame, self.vnet, self.l4 = frame, vnet, l4.offset
+        self.tcp = SEGMENTABLE[vnet.gso_kind][0] == "tcp"
+        self.hdr_end = _header_end(frame, l4.offset, "tcp" if self.tcp else "udp")
+        # innermost first: outer checksums cover inner headers
+        self.chain = [(h.kind, h.offset) for h in reversed(chain)]
+        self.count = max(1, -(-(len(frame) - self.hdr_end) // vnet.gso_size))
+        self.seed = _u16(frame, vnet.csum_start + vnet.csum_offset)
+
+    def segment(self, index: int) -> bytes:
+        frame, vnet, l4, mss = self.frame, self.vnet, self.l4, self.vnet.gso_size
+        start = self.hdr_end + index * mss
+        seg = bytearray(frame[:self.hdr_end])
+        seg += memoryview(frame)[start:start + mss]
+        if self.tcp:
+            _fix_tcp(seg, l4, index, mss, last=index == self.count - 1)
         else:
-            _put16(seg, l4.offset + 4, len(seg) - l4.offset)
-        _put16(seg, field, adjust_seed(seed, len(frame) - l4.offset, len(seg) - l4.offset))
-        seg = bytearray(complete_partial(seg, vnet.csum_start, vnet.csum_offset))
-        for h in reversed(chain):   # innermost first: outer checksums cover inner headers
-            _fix_encapsulation(seg, h, i, len(frame))
-        segments.append(bytes(seg))
-    return segments
+            _put16(seg, l4 + 4, len(seg) - l4)
+        _put16(seg, vnet.csum_start + vnet.csum_offset,
+               adjust_seed(self.seed, len(frame) - l4, len(seg) - l4))
+        complete_in_place(seg, vnet.csum_start, vnet.csum_offset)
+        for kind, off in self.chain:
+            _fix_encapsulation(seg, kind, off, index, len(frame))
+        return bytes(seg)
 
 
 def _locate(frame: bytes, vnet: VnetHdr, link: str,
@@ -130,26 +143,25 @@ def _fix_tcp(seg: bytearray, off: int, index: int, mss: int, last: bool) -> None
         seg[off + 13] &= ~TCP_CWR & 0xFF
 
 
-def _fix_encapsulation(seg: bytearray, h: Header, index: int, super_len: int) -> None:
-    off = h.offset
-    if h.kind == "ipv4":
+def _fix_encapsulation(seg: bytearray, kind: str, off: int, index: int, super_len: int) -> None:
+    if kind == "ipv4":
         hlen = (seg[off] & 15) * 4
         _put16(seg, off + 2, len(seg) - off)
         _put16(seg, off + 4, (_u16(seg, off + 4) + index) & 0xFFFF)
         _put16(seg, off + 10, 0)
-        _put16(seg, off + 10, checksum(bytes(seg[off:off + hlen])))
-    elif h.kind == "ipv6":
+        _put16(seg, off + 10, checksum(seg[off:off + hlen]))
+    elif kind == "ipv6":
         _put16(seg, off + 4, len(seg) - off - 40)
-    elif h.kind == "gre":   # no length; its checksum, when present, covers the segment
+    elif kind == "gre":   # no length; its checksum, when present, covers the segment
         if _u16(seg, off) & GRE_CSUM:
             _put16(seg, off + 4, 0)
-            _put16(seg, off + 4, checksum(bytes(seg[off:])))
+            _put16(seg, off + 4, checksum(memoryview(seg)[off:]))
     else:   # a tunnel's UDP header: length, and its checksum unless it is 0 (none)
         _put16(seg, off + 4, len(seg) - off)
         seed = _u16(seg, off + 6)
         if seed:
             _put16(seg, off + 6, adjust_seed(seed, super_len - off, len(seg) - off))
-            seg[:] = complete_partial(bytes(seg), off, 6)
+            complete_in_place(seg, off, 6)
 
 
 def _u16(buf: bytes, off: int) -> int:

@@ -9,7 +9,8 @@ wrote so a verdict and a pcapng comment can say so.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from functools import partial
+from typing import Callable, Iterable, Iterator, Optional
 
 from .checksum_partial import complete_partial
 from .dissect import (
@@ -19,7 +20,7 @@ from .dissect import (
     dissect_with,
     udp_tunnels,
 )
-from .gso import GsoUnsupported, segment_with
+from .gso import Cut, GsoUnsupported
 from .layer import LayerVerdict, Status
 from .vnet_hdr import VIRTIO_NET_HDR_GSO_NONE, VnetHdr
 
@@ -27,6 +28,7 @@ from .vnet_hdr import VIRTIO_NET_HDR_GSO_NONE, VnetHdr
 # a pseudo-header are ever left pending by Linux. path leaf -> csum_offset; the
 # leaf names the L4 at any depth ("tcp", "vxlan/udp", "gre/tcp", "ipip/udp").
 PENDING_CANDIDATES = {"tcp": 16, "udp": 6, "icmpv6": 2}
+Remake = Callable[[], bytes]   # makes a wire frame's bytes again
 
 
 @dataclass(frozen=True)
@@ -74,14 +76,22 @@ def wire_frames(frame: bytes, vnet: Optional[VnetHdr], csum_not_ready: bool = Fa
 
 def frames_on_wire(frame: bytes, vnet: Optional[VnetHdr], csum_not_ready: bool, link: str,
                    tunnels: UdpTunnels) -> list[WireFrame]:
+    return [wire for wire, _ in wire_sources(frame, vnet, csum_not_ready, link, tunnels)]
+
+
+def wire_sources(frame: bytes, vnet: Optional[VnetHdr], csum_not_ready: bool, link: str,
+                 tunnels: UdpTunnels) -> Iterator[tuple[WireFrame, Optional[Remake]]]:
+    """The wire frames one at a time, each with how to make its bytes again
+    (None: they are the captured frame's): a verdict keeps that, not a copy."""
     frame = bytes(frame)
     if vnet is not None and vnet.gso_kind != VIRTIO_NET_HDR_GSO_NONE:
-        return _segmented(frame, vnet, link, tunnels)
-    if vnet is not None and vnet.needs_csum:
-        return [_completed(frame, vnet)]
-    if vnet is None and csum_not_ready:
-        return [_located(frame, link, tunnels)]
-    return [WireFrame(frame)]
+        yield from _segmented(frame, vnet, link, tunnels)
+    elif vnet is not None and vnet.needs_csum:
+        yield _completed(frame, vnet)
+    elif vnet is None and csum_not_ready:
+        yield _located(frame, link, tunnels), None
+    else:
+        yield WireFrame(frame), None
 
 
 def _issue(reason: str) -> LayerVerdict:
@@ -93,28 +103,34 @@ def _u16(buf: bytes, off: int) -> int:
     return int.from_bytes(buf[off:off + 2], "big")
 
 
-def _completed(frame: bytes, vnet: VnetHdr, *issues: LayerVerdict) -> WireFrame:
+def _completed(frame: bytes, vnet: VnetHdr,
+               *issues: LayerVerdict) -> tuple[WireFrame, Optional[Remake]]:
     field = vnet.csum_start + vnet.csum_offset
     try:
         wire = complete_partial(frame, vnet.csum_start, vnet.csum_offset)
     except ValueError as err:
-        return WireFrame(frame, issues=issues + (_issue(str(err)),))
-    return WireFrame(wire, Completion(field, _u16(frame, field), _u16(wire, field)),
-                     issues=issues)
+        return WireFrame(frame, issues=issues + (_issue(str(err)),)), None
+    return (WireFrame(wire, Completion(field, _u16(frame, field), _u16(wire, field)),
+                      issues=issues),
+            partial(complete_partial, frame, vnet.csum_start, vnet.csum_offset))
 
 
-def _segmented(frame: bytes, vnet: VnetHdr, link: str, tunnels: UdpTunnels) -> list[WireFrame]:
+def _segmented(frame: bytes, vnet: VnetHdr, link: str,
+               tunnels: UdpTunnels) -> Iterator[tuple[WireFrame, Optional[Remake]]]:
     try:
-        segments = segment_with(frame, vnet, link, tunnels)
+        cut = Cut(frame, vnet, link, tunnels)
     except GsoUnsupported as err:
         issue = _issue(f"not segmented: {err}; checksums below are the super-packet's")
-        return [_completed(frame, vnet, issue) if vnet.needs_csum
-                else WireFrame(frame, issues=(issue,))]
+        yield (_completed(frame, vnet, issue) if vnet.needs_csum
+               else (WireFrame(frame, issues=(issue,)), None))
+        return
     field = vnet.csum_start + vnet.csum_offset
-    before = _u16(frame, field)
-    return [WireFrame(seg, Completion(field, before, _u16(seg, field)),
-                      Segment(i, len(segments), vnet.gso_name, vnet.gso_size))
-            for i, seg in enumerate(segments)]
+    before, name = _u16(frame, field), vnet.gso_name
+    for i in range(cut.count):
+        seg = cut.segment(i)
+        yield (WireFrame(seg, Completion(field, before, _u16(seg, field)),
+                         Segment(i, cut.count, name, vnet.gso_size)),
+               partial(cut.segment, i))
 
 
 def _located(frame: bytes, link: str, tunnels: UdpTunnels) -> WireFrame:

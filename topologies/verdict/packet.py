@@ -14,21 +14,51 @@ from .dissect import (
     DEFAULT_GENEVE_PORTS,
     DEFAULT_VXLAN_PORTS,
     Header,
+    UdpTunnels,
     dissect_with,
     udp_tunnels,
 )
+from .fast_path import judge
 from .layer import LayerVerdict, Status
-from .nic import Completion, Segment, frames_on_wire
+from .nic import Completion, Remake, Segment, WireFrame, wire_sources
 from .vnet_hdr import VnetHdr
 
 
 @dataclass
 class PacketVerdict:
+    """A verdict from ``verify`` keeps how to make its frame (when it is not
+    the captured one) and its headers, not them: the segments of a GSO
+    super-packet would double the capture, and headers are for people, read
+    for few frames. Both are made when first read (headers then kept)."""
     frame: bytes                      # the wire frame that was judged
     layers: list[LayerVerdict]
     headers: list[Header]
     completion: Optional[Completion] = None
     segment: Optional[Segment] = None
+
+    @classmethod
+    def _judged(cls, wire: WireFrame, layers: list[LayerVerdict], remake: Optional[Remake],
+                link: str, tunnels: UdpTunnels) -> "PacketVerdict":
+        verdict = cls.__new__(cls)
+        verdict.layers, verdict.completion, verdict.segment = layers, wire.completion, wire.segment
+        if remake is None:
+            verdict.frame = wire.data
+        else:
+            verdict._remake = remake
+        verdict._link, verdict._tunnels = link, tunnels
+        return verdict
+
+    def __getattr__(self, name: str):
+        """Only called for what is not set: a judged verdict's frame or headers."""
+        if name == "frame" and "_remake" in self.__dict__:
+            return self._remake()
+        if name == "headers" and "_link" in self.__dict__:
+            self.headers = self._dissected_headers()
+            return self.headers
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _dissected_headers(self) -> list[Header]:
+        return dissect_with(self.frame, self._link, self._tunnels).headers
 
     @property
     def ok(self) -> bool:
@@ -59,15 +89,7 @@ class PacketVerdict:
     def summary(self) -> str:
         """One line, the wrong checksums first:
         ``INVALID outer UDP chksum wire=0xc067 correct=0xf612; VALID outer IPv4, ...``"""
-        parts = [v.describe() for v in self.invalid]
-        parts += [f"NOT_CHECKABLE {v.layer} ({v.reason})" for v in self.unchecked]
-        parts += [v.brief() for status in (Status.PENDING, Status.ZERO_TUNNEL)
-                  for v in self.with_status(status)]
-        for status in (Status.DISABLED, Status.VALID):
-            names = [v.layer for v in self.with_status(status)]
-            if names:
-                parts.append(f"{status.name} {', '.join(names)}")
-        text = "; ".join(parts) or "no checksum to verify"
+        text = layers_summary(self.layers)
         if self.completion:
             field = next((v for v in self.layers if v.offset == self.completion.offset), None)
             text += (f" | completed pending csum at offset {self.completion.offset}"
@@ -88,7 +110,10 @@ class PacketVerdict:
             if self.segment:
                 lines.append(f"  {'segment':<10}= {self.segment}")
             lines += [f"  {'offload':<10}= {v.annotation()}" for v in offload]
-        for h in self.headers:
+        # a judged verdict's headers, made for this rendering and not kept
+        headers = (self.__dict__["headers"] if "headers" in self.__dict__
+                   else self._dissected_headers())
+        for h in headers:
             lines.append(f"###[ {h.name} ]###")
             indent = "  " + "   " * h.depth
             pending = list(h.verdicts)
@@ -105,6 +130,21 @@ class PacketVerdict:
         return "\n".join(lines)
 
 
+def layers_summary(layers: list[LayerVerdict]) -> str:
+    """``summary()`` without what nslab did to the frame."""
+    def with_status(status: Status) -> list[LayerVerdict]:
+        return [v for v in layers if v.status is status]
+    parts = [v.describe() for v in with_status(Status.INVALID)]
+    parts += [f"NOT_CHECKABLE {v.layer} ({v.reason})" for v in with_status(Status.NOT_CHECKABLE)]
+    parts += [v.brief() for status in (Status.PENDING, Status.ZERO_TUNNEL)
+              for v in with_status(status)]
+    for status in (Status.DISABLED, Status.VALID):
+        names = [v.layer for v in with_status(status)]
+        if names:
+            parts.append(f"{status.name} {', '.join(names)}")
+    return "; ".join(parts) or "no checksum to verify"
+
+
 def verify(frame: bytes, vnet: Optional[VnetHdr] = None, csum_not_ready: bool = False,
            link: str = "ether", vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS, *,
            geneve_ports: Iterable[int] = DEFAULT_GENEVE_PORTS,
@@ -116,8 +156,10 @@ def verify(frame: bytes, vnet: Optional[VnetHdr] = None, csum_not_ready: bool = 
     dissected. On all of them a zero UDP checksum over IPv6 is ZERO_TUNNEL."""
     tunnels = udp_tunnels(vxlan_ports, geneve_ports, tunnel_ports)
     verdicts = []
-    for wire in frames_on_wire(frame, vnet, csum_not_ready, link, tunnels):
-        d = dissect_with(wire.data, link, tunnels)
-        verdicts.append(PacketVerdict(wire.data, list(wire.issues) + d.layers, d.headers,
-                                      wire.completion, wire.segment))
+    for wire, remake in wire_sources(frame, vnet, csum_not_ready, link, tunnels):
+        layers = judge(wire.data, link, tunnels)
+        if layers is None:
+            layers = dissect_with(wire.data, link, tunnels).layers
+        verdicts.append(PacketVerdict._judged(wire, list(wire.issues) + layers, remake, link,
+                                              tunnels))
     return verdicts
