@@ -6,7 +6,7 @@
 #   cd ~/src/linux
 #   git bisect start BAD GOOD
 #   git bisect run /path/to/nslab/ci/git-bisect-run.sh \
-#       'labtests/test_vxlan_overlay.py::test_checksums_on_the_wire[noudpcsum-vxtx_on-ultx_on-masquerade-none]'
+#       'labtests/test_vxlan_overlay.py::test_checksums_on_the_wire[noudpcsum-vxtx_on-ultx_on-masq_random_fully-none]'
 #
 # ci/bisect-demo/make-tree.sh makes a tree to try it on (README: "Bisect a kernel tree").
 #

@@ -9,7 +9,7 @@
 #   ci/bisect-demo/make-tree.sh ~/src/linux-bisect-demo
 #   cd ~/src/linux-bisect-demo && git bisect start bad good
 #   git bisect run /path/to/nslab/ci/git-bisect-run.sh \
-#       'labtests/test_vxlan_overlay.py::test_checksums_on_the_wire[noudpcsum-vxtx_on-ultx_on-masquerade-none]'
+#       'labtests/test_vxlan_overlay.py::test_checksums_on_the_wire[noudpcsum-vxtx_on-ultx_on-masq_random_fully-none]'
 #
 # Commit dates and identities are fixed, so the same source package gives the same
 # commit ids. Needs apt-get (Debian/Ubuntu with bookworm's sources) and git.

@@ -16,7 +16,7 @@ from topologies.paths import PROJECT_ROOT
 BISECT_RUN = PROJECT_ROOT / "ci" / "git-bisect-run.sh"
 MAKE_TREE = PROJECT_ROOT / "ci" / "bisect-demo" / "make-tree.sh"
 TEST_ID = ("labtests/test_vxlan_overlay.py::test_checksums_on_the_wire"
-           "[noudpcsum-vxtx_on-ultx_on-masquerade-none]")
+           "[noudpcsum-vxtx_on-ultx_on-masq_random_fully-none]")
 
 pytestmark = pytest.mark.skipif(not (PROJECT_ROOT / "ci").is_dir(),
                                 reason="the ci/ scripts are not installed with the wheel")

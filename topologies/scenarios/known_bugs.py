@@ -53,7 +53,6 @@ _NATS_CHANGING_SPORT = ("masq_random_fully", "kube_proxy_pre_1_19")
 _SNATS = ("snat_addr_port", "snat_addr")
 # NATs that change the outer source address or port (plain MASQUERADE keeps both)
 _NATS_CHANGING_SOURCE = _NATS_CHANGING_SPORT + _SNATS
-_ANY_NAT = ("masquerade", "masq_random_fully", "kube_proxy_pre_1_19") + _SNATS
 _UNDERLAYS = ("ul4", "ul6")
 # Where the vxlan matrix was measured (nslab matrix for the Debian kernels).
 _KERNELS = ("6.1.0-56 (Debian 6.1)", "6.12.117 (Debian)", "6.18.44")
@@ -64,17 +63,24 @@ BUGS: tuple[KnownBug, ...] = (
         scenario="vxlan_overlay",
         title="NAT of a VXLAN packet with outer UDP checksum 0 writes a bogus non-zero checksum "
               "when the vxlan device offloads tx checksums",
-        # Every NAT of the outer packet, over either underlay: the old
-        # __udp_manip_pkt updated the checksum whenever the skb was
-        # CHECKSUM_PARTIAL, zero or not (for the SNAT and IPv6 cells a
-        # prediction from that code: every kernel measured has the fix).
-        conditions={"udpcsum": ("noudpcsum",), "vxlan_tx": ("vxtx_on",), "nat": _ANY_NAT,
-                    "workaround": ("none",)},
+        # Every NAT that rewrites the outer packet, over either underlay: the
+        # old __udp_manip_pkt updated the checksum whenever the skb was
+        # CHECKSUM_PARTIAL, zero or not. Measured on 6.1.192 built with the fix
+        # reverted (ci/bisect-demo): plain MASQUERADE keeps the outer tuple, so
+        # NAT never touches the packet and its zero checksum stays.
+        conditions={"udpcsum": ("noudpcsum",), "vxlan_tx": ("vxtx_on",),
+                    "nat": _NATS_CHANGING_SOURCE, "workaround": ("none",)},
         breaks={"wire": {}, "delivery": {"underlay_tx": ("ultx_off",)}},
         fixed_in=("5.7", "5.4.41", "4.19.123", "4.14.181"),
-        measured={k: "fixed: noudpcsum stays 0 through every NAT (all 40 cells pass), SNAT and "
-                     "the IPv6 underlay too (zero tunnel checksum, accepted with udp6zerocsumrx)"
-                  for k in _KERNELS},
+        measured={**{k: "fixed: noudpcsum stays 0 through every NAT (all 40 cells pass), SNAT "
+                        "and the IPv6 underlay too (zero tunnel checksum, accepted with "
+                        "udp6zerocsumrx)" for k in _KERNELS},
+                  "6.1.192 with the fix reverted (ci/bisect-demo)":
+                      "affected: every NAT that changes the outer source (MASQUERADE "
+                      "--random-fully, kube-proxy pre-1.19, SNAT address and port, SNAT "
+                      "address) turns the zero outer checksum into a wrong one (0xffff, 0x0002, "
+                      "...) over both underlays, and the peer drops them with ultx_off; plain "
+                      "MASQUERADE and kube-proxy post-92035 leave the packet alone"},
         links=("netfilter: nat: never update the UDP checksum when it's 0",
                "https://github.com/kubernetes/kubernetes/pull/92035"),
         symptom="outer UDP checksum non-zero and wrong; peer drops: 1 s / 63 s DNS delays",
