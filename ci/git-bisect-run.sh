@@ -15,13 +15,10 @@
 # bisection is in progress, which stops `git bisect run` instead of marking the
 # commit bad (2 would). Checked before anything is built.
 #
-# Build: virtme-ng's minimal config (`vng --kconfig`) plus the fragments below,
-# made once per tree and remade only when a fragment changes; then `make bzImage`
-# in the tree with ccache, so each step recompiles only what the commit changed.
-# Settings (environment):
-#   NSLAB_KERNEL_CONFIG       config fragments, ':'-separated (default ci/kernel.config;
-#                             add ci/kernel-btf.config for tests that need BTF)
-#   NSLAB_BUILD_JOBS          make -j (default: nproc)
+# Build: ci/build-kernel.sh (virtme-ng's minimal config plus ci/kernel.config, made
+# once per tree; `make bzImage` with ccache, so each step recompiles only what the
+# commit changed). Settings (environment):
+#   NSLAB_KERNEL_CONFIG, NSLAB_BUILD_JOBS      see ci/build-kernel.sh
 #   NSLAB_BISECT_GOOD_IF / NSLAB_BISECT_BAD_IF  outcomes (nslab bisect --good-if/--bad-if)
 #   NSLAB_BISECT_TIMEOUT      seconds per boot (default 900)
 # Each step appends "commit build_s check_s verdict" to .nslab-bisect/steps.tsv.
@@ -51,69 +48,35 @@ if [ ! -f "$tree/Makefile" ] || [ ! -d "$tree/arch/x86" ] || [ ! -f "$tree/Kconf
     misuse "$tree is not a kernel tree (run this from the tree, as git bisect run does)"
 fi
 python="$nslab_root/.venv/bin/python"
-build_deps="apt-get install build-essential ccache flex bison bc libelf-dev libssl-dev"
 for tool in "$nslab_root/.venv/bin/vng" "$nslab_root/.venv/bin/nslab" "$python"; do
     [ -x "$tool" ] || misuse "no $tool: run $nslab_root/ci/setup.sh first"
 done
-jobs=${NSLAB_BUILD_JOBS:-$(nproc)}
-[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || misuse "NSLAB_BUILD_JOBS=$jobs: a number of jobs"
 timeout=${NSLAB_BISECT_TIMEOUT:-900}
 [[ "$timeout" =~ ^[1-9][0-9]*$ ]] || misuse "NSLAB_BISECT_TIMEOUT=$timeout: seconds, more than 0"
-fragments=()
-IFS=: read -r -a configs <<< "${NSLAB_KERNEL_CONFIG:-ci/kernel.config}"
-for fragment in "${configs[@]}"; do
-    [ -n "$fragment" ] || continue
-    case "$fragment" in /*) ;; *) fragment="$nslab_root/$fragment" ;; esac
-    [ -f "$fragment" ] || misuse "NSLAB_KERNEL_CONFIG: no file $fragment"
-    fragments+=("$fragment")
-done
-((${#fragments[@]})) || misuse "NSLAB_KERNEL_CONFIG names no fragment"
 # An id pytest does not collect would make every commit untestable, hours later.
 collected=$(cd "$nslab_root" && "$python" -m pytest --collect-only -q -p no:cacheprovider \
             "$test_id" 2>/dev/null | grep -c '::')
 [ "$collected" = 1 ] || misuse "$test_id: the suite collects no such test (pytest --collect-only)"
-for tool in make gcc ccache flex bison bc; do
-    command -v "$tool" >/dev/null || misuse "$tool not found (kernel builds: $build_deps)"
-done
-for header in libelf.h openssl/ssl.h; do
-    [ -f "/usr/include/$header" ] || misuse "no <$header> (kernel builds: $build_deps)"
-done
+# The build's settings and tools (ci/build-kernel.sh checks them, building nothing).
+settings=$("$nslab_root/ci/build-kernel.sh" --check 2>&1) || misuse "${settings#build-kernel: }"
 
 step_dir="$tree/.nslab-bisect"
 mkdir -p "$step_dir"
 commit=$(git -C "$tree" rev-parse --short HEAD 2>/dev/null || echo unknown)
-export PATH="$nslab_root/.venv/bin:$PATH"
 
-# -- 1. configure (once per tree and fragment set) --------------------------------------
-stamp=$(cat "${fragments[@]}" | sha256sum | cut -c1-16)
-if [ ! -f "$tree/.config" ] || [ "$(cat "$step_dir/config-stamp" 2>/dev/null)" != "$stamp" ]; then
-    echo "git-bisect-run: configuring (vng --kconfig + ${fragments[*]##*/})" >&2
-    kconfig_args=()
-    for fragment in "${fragments[@]}"; do kconfig_args+=(--config "$fragment"); done
-    # virtme-ng appends its own generic options after ours (debug info among them):
-    # append ours once more so that they win.
-    if ! { vng --kconfig --force "${kconfig_args[@]}" && cat "${fragments[@]}" >> .config &&
-           make olddefconfig; } > "$step_dir/config.log" 2>&1; then
-        echo "git-bisect-run: configuring failed ($(tail -n 1 "$step_dir/config.log")); cannot test" >&2
-        exit "$cannot_test"
-    fi
-    echo "$stamp" > "$step_dir/config-stamp"
-fi
-
-# -- 2. build: a commit that does not build cannot be judged ----------------------------
+# -- 1. build: a commit that does not build cannot be judged -----------------------------
 started=$SECONDS
-# A fixed build stamp keeps init/version.c (and ccache's hits) the same at every step.
-if ! make -j "$jobs" CC="ccache gcc" KBUILD_BUILD_TIMESTAMP="nslab bisect" \
-        KBUILD_BUILD_USER=nslab KBUILD_BUILD_HOST=bisect bzImage > "$step_dir/build.log" 2>&1; then
-    echo "git-bisect-run: $commit does not build ($(grep -m1 -E 'error:' "$step_dir/build.log" ||
-          tail -n 1 "$step_dir/build.log")); skipping" >&2
-    printf '%s\t%d\t-\tcannot-build\n' "$commit" $((SECONDS - started)) >> "$step_dir/steps.tsv"
-    exit "$cannot_test"
-fi
+"$nslab_root/ci/build-kernel.sh" > /dev/null 2> "$step_dir/build-kernel.err"
+built=$?
 build_s=$((SECONDS - started))
-echo "git-bisect-run: $commit built in ${build_s} s" >&2
+case "$built" in
+    0) echo "git-bisect-run: $commit built in ${build_s} s" >&2 ;;
+    *) echo "git-bisect-run: $commit: $(tail -n 1 "$step_dir/build-kernel.err"); skipping" >&2
+       printf '%s\t%d\t-\tcannot-build\n' "$commit" "$build_s" >> "$step_dir/steps.tsv"
+       exit "$cannot_test" ;;
+esac
 
-# -- 3. boot and run the one test; nslab bisect --check exits 0/1/125 -------------------
+# -- 2. boot and run the one test; nslab bisect --check exits 0/1/125 -------------------
 started=$SECONDS
 "$nslab_root/.venv/bin/nslab" bisect --check "$tree/arch/x86/boot/bzImage" \
     --good-if "${NSLAB_BISECT_GOOD_IF:-passed,xfail}" \

@@ -15,6 +15,7 @@ from topologies.paths import PROJECT_ROOT
 
 BISECT_RUN = PROJECT_ROOT / "ci" / "git-bisect-run.sh"
 MAKE_TREE = PROJECT_ROOT / "ci" / "bisect-demo" / "make-tree.sh"
+BUILD_KERNEL = PROJECT_ROOT / "ci" / "build-kernel.sh"
 TEST_ID = ("labtests/test_vxlan_overlay.py::test_checksums_on_the_wire"
            "[noudpcsum-vxtx_on-ultx_on-masq_random_fully-none]")
 
@@ -91,6 +92,24 @@ def test_wrong_use_during_a_bisection_stops_it_instead_of_blaming_the_commit(ker
     log = subprocess.run(["git", "bisect", "log"], cwd=kernel_tree, capture_output=True,
                          text=True).stdout
     assert "# bad:" in log and log.count("# bad:") == 1      # only the one given at start
+
+
+@pytest.mark.parametrize("args, env, words", [
+    (("now",), {}, "usage"),
+    (("--check",), {"NSLAB_BUILD_JOBS": "0"}, "NSLAB_BUILD_JOBS=0"),
+    (("--check",), {"NSLAB_KERNEL_CONFIG": "ci/kernel.config:/nonexistent"}, "no file"),
+], ids=["argument", "jobs", "fragment"])
+def test_build_kernel_wrong_use(kernel_tree, args, env, words):
+    result = run(BUILD_KERNEL, *args, cwd=kernel_tree, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and words in result.stderr
+    assert sorted(p.name for p in kernel_tree.iterdir()) == ["Kconfig", "Makefile", "arch"]
+
+
+def test_build_kernel_outside_a_kernel_tree(tmp_path):
+    result = run(BUILD_KERNEL, cwd=tmp_path)
+    assert result.returncode == 2 and "is not a kernel tree" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_make_tree_wrong_use(tmp_path):
