@@ -1,6 +1,7 @@
 """The fast path judges the common frame exactly as the dissector does, and a
 verdict that keeps how to make its frame and headers gives the same ones as
-the eager engine (``wire_frames`` + ``dissect``)."""
+the eager engine (``wire_frames`` + ``dissect``); a sum taken while completing a
+checksum, which verifying takes instead of summing again, is the one it would take."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -17,11 +18,15 @@ from topologies.verdict import (
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
     VIRTIO_NET_HDR_GSO_TCPV4,
     VnetHdr,
+    complete_partial,
     dissect,
+    fold,
+    ones_sum,
     udp_tunnels,
     verify,
     wire_frames,
 )
+from topologies.verdict.checksum_partial import complete_in_place
 from topologies.verdict.fast_path import judge
 
 TUNNELS = udp_tunnels()
@@ -94,3 +99,48 @@ def test_verdicts_make_the_frames_and_headers_the_eager_engine_makes(vnet):
             assert verdict.show() == shown and verdict == verdict
             assert replace(verdict, segment=None).summary().startswith(
                 verdict.summary().split(" | ")[0])
+
+
+def slow_sum(data: bytes) -> int:
+    """RFC 1071 word by word, folded as ``fold`` does (0 only for all zeroes)."""
+    data = bytes(data) + b"\0" * (len(data) % 2)
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    return fold(total)
+
+
+@BOUNDED
+@given(st.binary(max_size=2000), st.integers(0, 2**17))
+def test_ones_sum_in_pieces_is_the_word_sum(data, initial):
+    assert ones_sum(data, initial) == initial + slow_sum(data)
+
+
+@BOUNDED
+@given(st.binary(min_size=2, max_size=2000), st.data())
+def test_completing_returns_the_sum_a_verifier_takes_again(data, draw):
+    buf = bytearray(data)
+    start = draw.draw(st.integers(0, len(buf) - 2))
+    offset = draw.draw(st.integers(0, len(buf) - 2 - start))
+    # a tail past the field, at an even distance from start
+    tail_at = draw.draw(st.sampled_from([None, *range(start + offset + 2 + offset % 2,
+                                                      len(buf) + 1, 2)]))
+    tail = None if tail_at is None else (tail_at, slow_sum(buf[tail_at:]))
+    total = complete_in_place(buf, start, offset, tail)
+    assert bytes(buf) == complete_partial(data, start, offset)
+    assert total == (None if offset % 2 else slow_sum(buf[start:]))
+
+
+VXLAN_TSO = (Ether(**MAC) / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=3, dport=4789)
+             / VXLAN(vni=9, flags=0x08) / TCP4)
+
+
+def test_a_tunnel_segment_is_judged_as_the_dissector_judges_it():
+    frame = bytearray(bytes(VXLAN_TSO))
+    frame[40:42] = b"\x12\x34"   # outer UDP and inner TCP: seeds, completed per segment
+    frame[100:102] = b"\x56\x78"
+    vnet = VnetHdr(flags=VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type=VIRTIO_NET_HDR_GSO_TCPV4,
+                   gso_size=1000, csum_start=84, csum_offset=16)
+    verdicts = verify(bytes(frame), vnet)
+    assert len(verdicts) == 3
+    for verdict in verdicts:
+        assert verdict.layers == dissect(verdict.frame).layers
+        assert [v.path for v in verdict.layers] == ["ipv4", "udp", "vxlan/ipv4", "vxlan/tcp"]

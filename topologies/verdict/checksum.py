@@ -11,14 +11,26 @@ import ipaddress
 from typing import Union
 
 Address = Union[bytes, str]
+# Dividing a long int by 0xffff costs a machine division per 30 bits; the sum of
+# its 384-byte pieces (even: each starts on a word) is congruent and shorter.
+PIECE = 384
 
 
 def ones_sum(data: bytes, initial: int = 0) -> int:
     """``initial`` plus the ones' complement sum of ``data`` (odd length padded
     with a zero byte, as RFC 1071 says). Unfolded: pass it to ``fold``."""
-    value = int.from_bytes(data, "big")
-    if len(data) % 2:
+    n = len(data)
+    if n <= PIECE:
+        value = int.from_bytes(data, "big")
+        return initial + fold(value << 8 if n % 2 else value)
+    # a sum of word-aligned pieces: the same modulo 0xffff, a shorter division
+    view = memoryview(data)
+    last = n - n % PIECE
+    value = int.from_bytes(view[last:], "big")
+    if n % 2:   # the padding byte, after the last piece
         value <<= 8
+    for at in range(0, last, PIECE):
+        value += int.from_bytes(view[at:at + PIECE], "big")
     return initial + fold(value)
 
 

@@ -17,6 +17,8 @@ corrected: the result is wrong exactly as it would be on the wire.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from .checksum import fold, ones_sum
 
 CSUM_MANGLED_0 = 0xFFFF
@@ -25,20 +27,44 @@ CSUM_MANGLED_0 = 0xFFFF
 def complete_partial(frame: bytes, csum_start: int, csum_offset: int) -> bytes:
     """``frame`` with its pending checksum completed; offsets count from the
     first byte of ``frame``. Raises ValueError where the kernel would WARN."""
+    return completed(frame, csum_start, csum_offset)[0]
+
+
+def completed(frame: bytes, csum_start: int, csum_offset: int) -> tuple[bytes, Optional[int]]:
+    """``complete_partial``, and the sum ``complete_in_place`` returns."""
     field = csum_start + csum_offset
     if csum_start >= len(frame) or field + 2 > len(frame):
         raise ValueError(f"pending checksum at csum_start {csum_start} + csum_offset "
                          f"{csum_offset} lies outside the {len(frame)}-byte frame")
     out = bytearray(frame)
-    complete_in_place(out, csum_start, csum_offset)
-    return bytes(out)
+    total = complete_in_place(out, csum_start, csum_offset)
+    return bytes(out), total
 
 
-def complete_in_place(buf: bytearray, csum_start: int, csum_offset: int) -> None:
-    """``complete_partial`` on a buffer being built, offsets known to be inside it."""
+def complete_in_place(buf: bytearray, csum_start: int, csum_offset: int,
+                      tail: Optional[tuple[int, int]] = None) -> Optional[int]:
+    """``complete_partial`` on a buffer being built, offsets known to be inside it.
+    ``tail``: (offset, folded sum of ``buf[offset:]``), a part already summed
+    (as completed: it holds no pending field), at an even distance from
+    ``csum_start``. Returns the folded sum of ``buf[csum_start:]`` as completed,
+    which a verifier would sum again (None for an odd ``csum_offset``)."""
     field = csum_start + csum_offset
-    value = ~fold(ones_sum(memoryview(buf)[csum_start:])) & 0xFFFF
-    buf[field:field + 2] = (value or CSUM_MANGLED_0).to_bytes(2, "big")
+    seed = buf[field] << 8 | buf[field + 1]
+    view = memoryview(buf)
+    if tail is None:
+        total = fold(ones_sum(view[csum_start:]))
+    else:
+        total = fold(ones_sum(view[csum_start:tail[0]], tail[1]))
+    value = ~total & 0xFFFF or CSUM_MANGLED_0
+    buf[field:field + 2] = value.to_bytes(2, "big")
+    return None if csum_offset % 2 else completed_sum(total, seed, value)
+
+
+def completed_sum(total: int, seed: int, value: int) -> int:
+    """The folded sum of bytes that summed to ``total`` holding ``seed`` in a
+    word-aligned field, once the field holds ``value`` (never 0, so neither is
+    the sum: 0xffff stands for a multiple of 0xffff)."""
+    return (total - seed + value) % 0xFFFF or 0xFFFF
 
 
 def adjust_seed(seed: int, old_len: int, new_len: int) -> int:

@@ -243,19 +243,22 @@ class _Fragment(NamedTuple):
 
 
 def sums(buf: bytes, start: int, end: int, field_off: int, initial: int,
-         udp: bool = False) -> tuple[bool, int]:
+         udp: bool = False, folded: Optional[int] = None) -> tuple[bool, int]:
     """Judge the checksum field at ``field_off`` over ``buf[start:end]``, summing
-    the bytes once: valid when the sum including the field folds to 0xffff (so
-    TCP's 0x0000 and 0xffff both pass, as receivers accept); the correct value
-    is the complement of the sum without the field (every checksum field sits
-    at an even offset from ``start``)."""
-    data = buf[start:end]
-    total = fold(ones_sum(data, initial))
+    the bytes once (none if ``folded``, their folded sum, is known already):
+    valid when the sum including the field folds to 0xffff (so TCP's 0x0000
+    and 0xffff both pass, as receivers accept); the correct value is the
+    complement of the sum without the field (every checksum field sits at an
+    even offset from ``start``)."""
+    if folded is None:
+        folded = fold(ones_sum(buf[start:end]))
+    total = fold(initial + folded)
     wire = buf[field_off] << 8 | buf[field_off + 1]
     rest = fold(total + (~wire & 0xFFFF))   # ones' complement: total - field
-    at = field_off - start
-    if rest == 0xFFFF and not initial and not any(data[:at] + data[at + 2:]):
-        rest = 0   # every byte but the field is zero: the one sum fold keeps at 0
+    if rest == 0xFFFF and not initial:
+        data, at = buf[start:end], field_off - start
+        if not any(data[:at] + data[at + 2:]):
+            rest = 0   # every byte but the field is zero: the one sum fold keeps at 0
     correct = ~rest & 0xFFFF
     if udp and correct == 0:
         correct = 0xFFFF   # RFC 768: a computed zero is sent as all ones

@@ -22,6 +22,7 @@ from .header_fields import (
     IPPROTO_UDP,
 )
 from .layer import LayerVerdict, Status
+from .nic import Sums
 
 # nesting the fast path follows; deeper tunnels go to the dissector (MAX_NESTING)
 MAX_FAST_NESTING = 4
@@ -30,18 +31,20 @@ MAX_FAST_NESTING = 4
 class _Walk:
     """The checksums found so far, labelled once the walk knows whether the
     frame is encapsulated ("outer IPv4") or not ("IPv4")."""
-    __slots__ = ("buf", "tunnels", "found", "encapsulated")
+    __slots__ = ("buf", "tunnels", "tails", "found", "encapsulated")
 
-    def __init__(self, buf: bytes, tunnels) -> None:
+    def __init__(self, buf: bytes, tunnels, tails: Optional[Sums]) -> None:
         self.buf = buf
         self.tunnels = tunnels
+        self.tails = tails or {}
         self.found: list[tuple] = []   # (nesting, path, name, field offset, ok, correct)
         self.encapsulated = False
 
     def add(self, nesting: int, path: str, name: str, field_off: int, start: int, end: int,
             initial: int = 0, udp: bool = False) -> None:
+        folded = self.tails.get(start) if end == len(self.buf) else None
         self.found.append((nesting, path, name, field_off)
-                          + sums(self.buf, start, end, field_off, initial, udp))
+                          + sums(self.buf, start, end, field_off, initial, udp, folded))
 
     def verdicts(self) -> list[LayerVerdict]:
         buf, top = self.buf, "outer " if self.encapsulated else ""
@@ -51,9 +54,11 @@ class _Walk:
                 for nesting, path, name, field_off, ok, correct in self.found]
 
 
-def judge(buf: bytes, link: str, tunnels) -> Optional[list[LayerVerdict]]:
-    """The frame's verdicts, or None when it is not the common case."""
-    walk = _Walk(buf, tunnels)
+def judge(buf: bytes, link: str, tunnels,
+          tails: Optional[Sums] = None) -> Optional[list[LayerVerdict]]:
+    """The frame's verdicts, or None when it is not the common case. ``tails``:
+    sums of the frame's tails taken while making it (``wire_sources``)."""
+    walk = _Walk(buf, tunnels, tails)
     parse = _ether if link == "ether" else _ip
     return walk.verdicts() if parse(walk, 0, len(buf), 0, "") else None
 

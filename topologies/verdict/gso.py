@@ -21,6 +21,7 @@ UFO (VIRTIO_NET_HDR_GSO_UDP: IP fragmentation) is not modelled.
 """
 from __future__ import annotations
 
+import struct
 from typing import Iterable
 
 from .checksum import checksum
@@ -48,6 +49,7 @@ SEGMENTABLE = {
     VIRTIO_NET_HDR_GSO_UDP_L4: ("udp", 6, None),
 }
 TCP_FIN, TCP_PSH, TCP_CWR = 0x01, 0x08, 0x80
+_U16, _U32 = struct.Struct("!H"), struct.Struct("!I")
 # headers before the segmented L4 that each segment must have fixed
 ENCLOSING = frozenset({"ipv4", "ipv6", "udp", "gre"})
 
@@ -81,23 +83,30 @@ class Cut:
         # innermost first: outer checksums cover inner headers
         self.chain = [(h.kind, h.offset) for h in reversed(chain)]
         self.count = max(1, -(-(len(frame) - self.hdr_end) // vnet.gso_size))
-        self.seed = _u16(frame, vnet.csum_start + vnet.csum_offset)
+        self.field = vnet.csum_start + vnet.csum_offset
+        self.seed = _u16(frame, self.field)
+        self.head = frame[:self.hdr_end]   # what every segment starts with
 
     def segment(self, index: int) -> bytes:
+        return self.made(index)[0]
+
+    def made(self, index: int) -> tuple[bytes, dict[int, int]]:
+        """A segment, and the folded sums of its tails that completing its
+        checksums summed ({offset: sum of ``seg[offset:]``}): a verifier
+        summing the same bytes again can take them instead."""
         frame, vnet, l4, mss = self.frame, self.vnet, self.l4, self.vnet.gso_size
         start = self.hdr_end + index * mss
-        seg = bytearray(frame[:self.hdr_end])
+        seg = bytearray(self.head)
         seg += memoryview(frame)[start:start + mss]
         if self.tcp:
             _fix_tcp(seg, l4, index, mss, last=index == self.count - 1)
         else:
             _put16(seg, l4 + 4, len(seg) - l4)
-        _put16(seg, vnet.csum_start + vnet.csum_offset,
-               adjust_seed(self.seed, len(frame) - l4, len(seg) - l4))
-        complete_in_place(seg, vnet.csum_start, vnet.csum_offset)
+        _put16(seg, self.field, adjust_seed(self.seed, len(frame) - l4, len(seg) - l4))
+        sums = {l4: complete_in_place(seg, vnet.csum_start, vnet.csum_offset)}
         for kind, off in self.chain:
-            _fix_encapsulation(seg, kind, off, index, len(frame))
-        return bytes(seg)
+            _fix_encapsulation(seg, kind, off, index, len(frame), sums)
+        return bytes(seg), sums
 
 
 def _locate(frame: bytes, vnet: VnetHdr, link: str,
@@ -135,15 +144,17 @@ def _header_end(frame: bytes, off: int, kind: str) -> int:
 
 
 def _fix_tcp(seg: bytearray, off: int, index: int, mss: int, last: bool) -> None:
-    seq = int.from_bytes(seg[off + 4:off + 8], "big")
-    seg[off + 4:off + 8] = ((seq + index * mss) & 0xFFFFFFFF).to_bytes(4, "big")
+    _U32.pack_into(seg, off + 4, (_U32.unpack_from(seg, off + 4)[0] + index * mss) & 0xFFFFFFFF)
     if not last:
         seg[off + 13] &= ~(TCP_FIN | TCP_PSH) & 0xFF
     if index:
         seg[off + 13] &= ~TCP_CWR & 0xFF
 
 
-def _fix_encapsulation(seg: bytearray, kind: str, off: int, index: int, super_len: int) -> None:
+def _fix_encapsulation(seg: bytearray, kind: str, off: int, index: int, super_len: int,
+                       sums: dict[int, int]) -> None:
+    """``sums``: the tails summed so far, as ``Cut.made`` returns them: a
+    tunnel's UDP checksum covers the nearest one, not summed again."""
     if kind == "ipv4":
         hlen = (seg[off] & 15) * 4
         _put16(seg, off + 2, len(seg) - off)
@@ -161,12 +172,13 @@ def _fix_encapsulation(seg: bytearray, kind: str, off: int, index: int, super_le
         seed = _u16(seg, off + 6)
         if seed:
             _put16(seg, off + 6, adjust_seed(seed, super_len - off, len(seg) - off))
-            complete_in_place(seg, off, 6)
+            near = min(sums)   # fixed already: only headers before it change later
+            tail = (near, sums[near]) if (near - off) % 2 == 0 else None
+            sums[off] = complete_in_place(seg, off, 6, tail)
 
 
 def _u16(buf: bytes, off: int) -> int:
-    return int.from_bytes(buf[off:off + 2], "big")
+    return _U16.unpack_from(buf, off)[0]
 
 
-def _put16(buf: bytearray, off: int, value: int) -> None:
-    buf[off:off + 2] = value.to_bytes(2, "big")
+_put16 = _U16.pack_into   # (buf, off, value)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Iterable, Iterator, Optional
 
-from .checksum_partial import complete_partial
+from .checksum_partial import complete_partial, completed
 from .dissect import (
     DEFAULT_GENEVE_PORTS,
     DEFAULT_VXLAN_PORTS,
@@ -29,6 +29,8 @@ from .vnet_hdr import VIRTIO_NET_HDR_GSO_NONE, VnetHdr
 # leaf names the L4 at any depth ("tcp", "vxlan/udp", "gre/tcp", "ipip/udp").
 PENDING_CANDIDATES = {"tcp": 16, "udp": 6, "icmpv6": 2}
 Remake = Callable[[], bytes]   # makes a wire frame's bytes again
+Sums = dict[int, int]          # {offset: folded sum of frame[offset:]} summed while making it
+Source = tuple["WireFrame", Optional[Remake], Sums]
 
 
 @dataclass(frozen=True)
@@ -76,22 +78,23 @@ def wire_frames(frame: bytes, vnet: Optional[VnetHdr], csum_not_ready: bool = Fa
 
 def frames_on_wire(frame: bytes, vnet: Optional[VnetHdr], csum_not_ready: bool, link: str,
                    tunnels: UdpTunnels) -> list[WireFrame]:
-    return [wire for wire, _ in wire_sources(frame, vnet, csum_not_ready, link, tunnels)]
+    return [wire for wire, _, _ in wire_sources(frame, vnet, csum_not_ready, link, tunnels)]
 
 
 def wire_sources(frame: bytes, vnet: Optional[VnetHdr], csum_not_ready: bool, link: str,
-                 tunnels: UdpTunnels) -> Iterator[tuple[WireFrame, Optional[Remake]]]:
+                 tunnels: UdpTunnels) -> Iterator[Source]:
     """The wire frames one at a time, each with how to make its bytes again
-    (None: they are the captured frame's): a verdict keeps that, not a copy."""
+    (None: they are the captured frame's; a verdict keeps that, not a copy) and
+    the sums completing its checksums took, which verifying need not take again."""
     frame = bytes(frame)
     if vnet is not None and vnet.gso_kind != VIRTIO_NET_HDR_GSO_NONE:
         yield from _segmented(frame, vnet, link, tunnels)
     elif vnet is not None and vnet.needs_csum:
         yield _completed(frame, vnet)
     elif vnet is None and csum_not_ready:
-        yield _located(frame, link, tunnels), None
+        yield _located(frame, link, tunnels), None, {}
     else:
-        yield WireFrame(frame), None
+        yield WireFrame(frame), None, {}
 
 
 def _issue(reason: str) -> LayerVerdict:
@@ -103,34 +106,32 @@ def _u16(buf: bytes, off: int) -> int:
     return int.from_bytes(buf[off:off + 2], "big")
 
 
-def _completed(frame: bytes, vnet: VnetHdr,
-               *issues: LayerVerdict) -> tuple[WireFrame, Optional[Remake]]:
-    field = vnet.csum_start + vnet.csum_offset
+def _completed(frame: bytes, vnet: VnetHdr, *issues: LayerVerdict) -> Source:
+    start, field = vnet.csum_start, vnet.csum_start + vnet.csum_offset
     try:
-        wire = complete_partial(frame, vnet.csum_start, vnet.csum_offset)
+        wire, total = completed(frame, start, vnet.csum_offset)
     except ValueError as err:
-        return WireFrame(frame, issues=issues + (_issue(str(err)),)), None
+        return WireFrame(frame, issues=issues + (_issue(str(err)),)), None, {}
     return (WireFrame(wire, Completion(field, _u16(frame, field), _u16(wire, field)),
                       issues=issues),
-            partial(complete_partial, frame, vnet.csum_start, vnet.csum_offset))
+            partial(complete_partial, frame, start, vnet.csum_offset), {start: total})
 
 
-def _segmented(frame: bytes, vnet: VnetHdr, link: str,
-               tunnels: UdpTunnels) -> Iterator[tuple[WireFrame, Optional[Remake]]]:
+def _segmented(frame: bytes, vnet: VnetHdr, link: str, tunnels: UdpTunnels) -> Iterator[Source]:
     try:
         cut = Cut(frame, vnet, link, tunnels)
     except GsoUnsupported as err:
         issue = _issue(f"not segmented: {err}; checksums below are the super-packet's")
         yield (_completed(frame, vnet, issue) if vnet.needs_csum
-               else (WireFrame(frame, issues=(issue,)), None))
+               else (WireFrame(frame, issues=(issue,)), None, {}))
         return
     field = vnet.csum_start + vnet.csum_offset
     before, name = _u16(frame, field), vnet.gso_name
     for i in range(cut.count):
-        seg = cut.segment(i)
+        seg, sums = cut.made(i)
         yield (WireFrame(seg, Completion(field, before, _u16(seg, field)),
                          Segment(i, cut.count, name, vnet.gso_size)),
-               partial(cut.segment, i))
+               partial(cut.segment, i), sums)
 
 
 def _located(frame: bytes, link: str, tunnels: UdpTunnels) -> WireFrame:

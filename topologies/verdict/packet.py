@@ -156,8 +156,8 @@ def verify(frame: bytes, vnet: Optional[VnetHdr] = None, csum_not_ready: bool = 
     dissected. On all of them a zero UDP checksum over IPv6 is ZERO_TUNNEL."""
     tunnels = udp_tunnels(vxlan_ports, geneve_ports, tunnel_ports)
     verdicts = []
-    for wire, remake in wire_sources(frame, vnet, csum_not_ready, link, tunnels):
-        layers = judge(wire.data, link, tunnels)
+    for wire, remake, tails in wire_sources(frame, vnet, csum_not_ready, link, tunnels):
+        layers = judge(wire.data, link, tunnels, tails)
         if layers is None:
             layers = dissect_with(wire.data, link, tunnels).layers
         verdicts.append(PacketVerdict._judged(wire, list(wire.issues) + layers, remake, link,
