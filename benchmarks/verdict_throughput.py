@@ -64,7 +64,9 @@ def run_case(name: str, mib: int, tshark: bool) -> str:
     with Lab() as lab:
         sender, receiver, dev, dst = build(lab, **case)
         traffic.TcpSinkServer(receiver, "::" if ":" in dst else "0.0.0.0", PORT)
-        cap = Capture(receiver, dev, bufsize=256 << 20).start()
+        # The kernel queues what the capture thread has not read yet; SO_RCVBUFFORCE
+        # takes up to 1 GiB (the kernel doubles it for its bookkeeping).
+        cap = Capture(receiver, dev, bufsize=min(1 << 30, max(256, mib) << 20)).start()
         started = time.perf_counter()
         result = traffic.tcp_transfer(sender, dst, PORT, nbytes=mib << 20, timeout=120)
         transfer = time.perf_counter() - started

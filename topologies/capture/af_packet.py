@@ -333,14 +333,19 @@ class Capture:
                 self._drain(block=False)
 
     def _drain(self, block: bool) -> None:
-        flags = 0 if block else socket.MSG_DONTWAIT
+        flags = (0 if block else socket.MSG_DONTWAIT) | socket.MSG_TRUNC
         space = socket.CMSG_SPACE(AUXDATA.size) + socket.CMSG_SPACE(16)
+        # One buffer for every frame: recvmsg() would allocate (and, past malloc's
+        # mmap threshold, map and unmap) MAX_FRAME bytes per frame, which alone
+        # made a fast sender outrun the capture.
+        buf = bytearray(VNET_HDR_LEN + MAX_FRAME)
+        view = memoryview(buf)
         while True:
             try:
-                data, ancdata, msg_flags, addr = self._sock.recvmsg(
-                    VNET_HDR_LEN + MAX_FRAME, space, flags | socket.MSG_TRUNC)
+                size, ancdata, msg_flags, addr = self._sock.recvmsg_into([buf], space, flags)
             except BlockingIOError:
                 return
+            data = bytes(view[:min(size, len(buf))])   # MSG_TRUNC: size is the frame's own
             self.result.packets.append(_parse(data, ancdata, addr))
 
 
