@@ -57,7 +57,9 @@ def bpf_prog_exists(prog_id: int) -> bool:
     return bpf.prog_exists(prog_id)
 
 
-def wait_until(predicate, timeout=5.0) -> bool:
+# Only a bound: a namespace's teardown (which frees its links' BPF programs) runs
+# in a kernel workqueue after RCU grace periods, seconds late under TCG.
+def wait_until(predicate, timeout=60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -472,8 +472,9 @@ def test_ci_workflow_matrix_is_the_kernel_list():
 def test_closing_line_counts_every_kernel(tmp_path):
     results = [kernel_result("6.1.0-56", {"a": matrix.Outcome("skipped", "netkit"),
                                           "b": matrix.Outcome("passed"),
-                                          "c": matrix.Outcome("xpass", "fixed")}, tmp_path),
+                                          "c": matrix.Outcome("xpass", "fixed"),
+                                          "d": matrix.Outcome("xfail", "known bug")}, tmp_path),
                kernel_result("6.12.117", {}, tmp_path, state="crashed")]
-    assert matrix.closing_line(results) == "matrix: 1 passed, 2 failed, 1 skipped"
+    assert matrix.closing_line(results) == "matrix: 1 passed, 1 xfail, 2 failed, 1 skipped"
     results[0].no_skips = True
-    assert matrix.closing_line(results) == "matrix: 1 passed, 3 failed, 0 skipped"
+    assert matrix.closing_line(results) == "matrix: 1 passed, 1 xfail, 3 failed, 0 skipped"

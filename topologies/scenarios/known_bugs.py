@@ -42,7 +42,7 @@ class KnownBug:
 
     @property
     def status(self) -> str:
-        return f"fixed in {', '.join(self.fixed_in)}" if self.fixed_in else "open (no fix known)"
+        return f"fixed in {', '.join(self.fixed_in)}" if self.fixed_in else "open (no fix upstream)"
 
     def reason(self) -> str:
         return f"known bug {self.id}: {self.title} [{self.status}; {' '.join(self.links)}]"
@@ -106,7 +106,8 @@ BUGS: tuple[KnownBug, ...] = (
                      "and ::1 → ::3); plain MASQUERADE keeps both and stays right; ultx_off: "
                      "MASQUERADE --random-fully and both SNATs drop all, kube-proxy 1 s SYN delay"
                   for k in _KERNELS},
-        links=("https://github.com/flannel-io/flannel/issues/1929",),
+        links=("https://github.com/flannel-io/flannel/issues/1929",
+               "fix: ci/patches/0001-netfilter-nat-update-a-tunnel-s-final-outer-UDP-chec.patch"),
         symptom="peer counts Udp (Udp6) InCsumErrors and drops every overlay packet once the "
                 "checksum is finished in software",
     ),
@@ -136,6 +137,6 @@ def markdown_table() -> str:
                          for k, v in bug.conditions.items())
         measured = "; ".join(f"{k}: {v}" for k, v in bug.measured.items())
         lines.append(f"| `{bug.id}`: {bug.title} | {bug.scenario} | {when} | "
-                     f"{', '.join(bug.fixed_in) or 'no fix known'} | {measured} | "
+                     f"{', '.join(bug.fixed_in) or 'no fix upstream'} | {measured} | "
                      f"{'; '.join(bug.links)} |")
     return "\n".join(lines)
