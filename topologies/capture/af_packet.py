@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from ..errors import LabError
+from ..lab.wakeup import Wakeup
 from ..verdict import (
     VIRTIO_NET_HDR_F_DATA_VALID,
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
@@ -281,7 +282,7 @@ class Capture:
         self.result = CaptureResult(device, node.name, ignore=ignore)
         self._sock: Optional[socket.socket] = None
         self._thread: Optional[threading.Thread] = None
-        self._stop = threading.Event()
+        self._stop: Optional[Wakeup] = None
         self._cleanup = None
 
     def __enter__(self) -> "Capture":
@@ -300,6 +301,7 @@ class Capture:
         sock.bind((self.device, ETH_P_ALL))   # protocol in host order, as bind() wants
         self._sock = sock
         self._stats()                           # reading the statistics resets them
+        self._stop = Wakeup()
         self._thread = threading.Thread(target=self._loop, name=f"capture-{self.device}",
                                         daemon=True)
         self._thread.start()
@@ -314,6 +316,7 @@ class Capture:
         time.sleep(grace)
         self._stop.set()
         self._thread.join()
+        self._stop.close()
         self._drain(block=False)
         packets, drops = self._stats()
         self.result.kernel_seen, self.result.kernel_drops = packets, drops
@@ -327,10 +330,11 @@ class Capture:
         return STATS.unpack(self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, STATS.size))
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._sock], [], [], 0.02)
-            if ready:
-                self._drain(block=False)
+        while True:
+            ready = select.select([self._sock, self._stop], [], [])[0]
+            if self._stop in ready:
+                return
+            self._drain(block=False)
 
     def _drain(self, block: bool) -> None:
         flags = (0 if block else socket.MSG_DONTWAIT) | socket.MSG_TRUNC

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ..errors import LabError
+from .wakeup import Wakeup
 
 if TYPE_CHECKING:
     from .node import Node
@@ -160,16 +161,18 @@ class _Server:
     def __init__(self, node: "Node", sock: socket.socket):
         self.node, self.sock = node, sock
         self.port = sock.getsockname()[1]
-        self._stop = threading.Event()
+        self._stop = Wakeup()
         self._thread = threading.Thread(target=self._loop, daemon=True,
                                         name=f"{type(self).__name__}-{node.name}")
         self._thread.start()
         self._undo = node.lab.defer(self.stop, what=f"{type(self).__name__} in {node.name}")
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            if select.select([self.sock], [], [], 0.05)[0]:
-                self.serve_one()
+        while True:
+            ready = select.select([self.sock, self._stop], [], [])[0]
+            if self._stop in ready:
+                return
+            self.serve_one()
 
     def serve_one(self) -> None:
         raise NotImplementedError
@@ -178,6 +181,8 @@ class _Server:
         self._undo.cancel()
         self._stop.set()
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():    # else a stuck serve_one still selects on it
+            self._stop.close()
         self.sock.close()
 
 
