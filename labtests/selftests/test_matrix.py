@@ -313,6 +313,13 @@ def test_selection_gets_workers_unless_it_sets_them():
     assert matrix.pytest_selection(["labtests", "-n", "4"], "2") == ["labtests", "-n", "4"]
 
 
+def test_fit_jobs_start_workers_only_for_a_long_selection():
+    assert matrix.fitted_jobs("fit", matrix.FIT_MIN_TESTS + 1) == matrix.FIT_JOBS
+    assert matrix.fitted_jobs("fit", 39) == "0"
+    assert matrix.fitted_jobs("fit", 0) == "0"          # nothing counted: no workers
+    assert matrix.fitted_jobs("4", 1) == "4"            # a number given is kept
+
+
 def test_guest_leaves_out_the_plugins_of_modules_no_selected_file_imports(tmp_path):
     (tmp_path / "conftest.py").write_text("")
     (tmp_path / "t").mkdir()
