@@ -200,12 +200,17 @@ def test_a_zombie_owner_is_dead(root_required):
     /proc as a zombie: it must count as dead."""
     child = subprocess.Popen([sys.executable, "-c", "import os\nfrom topologies import Lab\n"
                               "lab = Lab()\nlab.add_node('z')\nprint(lab.prefix, flush=True)\n"
-                              "os._exit(0)"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+                              "import sys\nsys.stdin.read()\nos._exit(0)"],
+                             cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     prefix = child.stdout.readline().strip()
     try:
+        # Its record, read while it lives: once it is a zombie, a sweep that another
+        # test's session starts meanwhile may remove the lab (rightly) before we look.
+        [record] = [r for r in owner.all_records() if r.prefix == prefix]
+        assert record.owner_alive()
+        child.stdin.close()                          # now it exits, unreaped
         assert wait_until(lambda: open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1]
                           .split()[0] == "Z", timeout=10)
-        [record] = [r for r in owner.all_records() if r.prefix == prefix]
         assert not record.owner_alive()
         assert sweep.why_orphan(record) == f"owner pid {child.pid} is gone"
         sweep.remove_lab(record, "test")
