@@ -360,6 +360,16 @@ def test_no_status_file_means_the_guest_died(tmp_path, started, state):
     assert run.state == state and "Kernel panic" in run.detail and not run.completed
 
 
+@pytest.mark.parametrize("line, total", [
+    ("collected 158 items / 104 deselected / 54 selected", 54), ("collected 39 items", 39),
+    ("collected 1 item", 1), ("2 workers [54 items]", 54)])
+def test_progress_counts_the_selected_tests(tmp_path, line, total):
+    with open(os.devnull, "w") as log:
+        watcher = vm._Watcher(vm.Run(kernel="k", results=tmp_path), log, lambda _: None, 0.0)
+        watcher.line(line + "\n")
+    assert watcher.total == total
+
+
 def test_watch_stops_a_hung_child_at_the_timeout(tmp_path):
     run = vm.Run(kernel="k", results=tmp_path)
     child = [sys.executable, "-c", "import time; print('nslab-guest: up x', flush=True); "

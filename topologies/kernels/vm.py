@@ -43,7 +43,8 @@ ACCEL_ENV = "NSLAB_VM_ACCEL"
 REPO = PROJECT_ROOT
 TAIL_LINES = 40
 RESULT_WORD = re.compile(r"\b(PASSED|FAILED|SKIPPED|XFAIL|XPASS|ERROR)\b")
-COLLECTED = re.compile(r"(?:collected (\d+) items?|\[(\d+) items?\])")
+# "collected 158 items / 104 deselected / 54 selected", "collected 39 items", xdist's "[54 items]"
+COLLECTED = re.compile(r"(?:collected (\d+) items?(?:.*?(\d+) selected)?|\[(\d+) items?\])")
 GUEST_UP = "nslab-guest: up"
 Progress = Callable[[str], None]
 
@@ -268,7 +269,7 @@ class _Watcher:
             self.progress(f"[{run.kernel}] booted in {now:.1f} s: {text.split(GUEST_UP, 1)[1].strip()}")
         match = COLLECTED.search(text)
         if match and self.total is None:
-            self.total = int(match[1] or match[2])
+            self.total = int(match[2] or match[1] or match[3])
             self.progress(f"[{run.kernel}] {self.total} tests collected after {now:.1f} s")
         word = RESULT_WORD.search(text)
         if word and "::" in text and "%]" in text:     # a result line, not the summary
