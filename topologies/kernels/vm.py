@@ -44,7 +44,13 @@ REPO = PROJECT_ROOT
 TAIL_LINES = 40
 RESULT_WORD = re.compile(r"\b(PASSED|FAILED|SKIPPED|XFAIL|XPASS|ERROR)\b")
 # "collected 158 items / 104 deselected / 54 selected", "collected 39 items", xdist's "[54 items]"
-COLLECTED = re.compile(r"(?:collected (\d+) items?(?:.*?(\d+) selected)?|\[(\d+) items?\])")
+COLLECTED = re.compile(r"(?:collected (?P<all>\d+) items?(?:.*?(?P<selected>\d+) selected)?"
+                       r"|\[(?P<workers>\d+) items?\])")
+
+
+def collected_count(match: re.Match) -> int:
+    """The tests that will run, from a COLLECTED match."""
+    return int(match["selected"] or match["all"] or match["workers"])
 GUEST_UP = "nslab-guest: up"
 Progress = Callable[[str], None]
 
@@ -269,7 +275,7 @@ class _Watcher:
             self.progress(f"[{run.kernel}] booted in {now:.1f} s: {text.split(GUEST_UP, 1)[1].strip()}")
         match = COLLECTED.search(text)
         if match and self.total is None:
-            self.total = int(match[2] or match[1] or match[3])
+            self.total = collected_count(match)
             self.progress(f"[{run.kernel}] {self.total} tests collected after {now:.1f} s")
         word = RESULT_WORD.search(text)
         if word and "::" in text and "%]" in text:     # a result line, not the summary

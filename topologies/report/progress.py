@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Callable, Optional, TextIO
 
-from ..kernels.vm import COLLECTED, RESULT_WORD
+from ..kernels.vm import COLLECTED, RESULT_WORD, collected_count
 
 PLAIN_EVERY = 15.0                      # s between lines in a log
 BAD = ("FAILED", "ERROR", "XPASS")
@@ -34,7 +34,7 @@ class Progress:
         """One line of pytest's output."""
         match = COLLECTED.search(text)
         if match and self.total is None:
-            self.total = int(match[1] or match[2])
+            self.total = collected_count(match)
         word = RESULT_WORD.search(text)
         if not (word and "::" in text and "%]" in text):   # a result line, not the summary
             return
