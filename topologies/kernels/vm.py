@@ -51,6 +51,8 @@ COLLECTED = re.compile(r"(?:collected (?P<all>\d+) items?(?:.*?(?P<selected>\d+)
 def collected_count(match: re.Match) -> int:
     """The tests that will run, from a COLLECTED match."""
     return int(match["selected"] or match["all"] or match["workers"])
+
+
 GUEST_UP = "nslab-guest: up"
 Progress = Callable[[str], None]
 
@@ -85,7 +87,8 @@ def probe_kvm(qemu: str, image: Optional[Path] = None, seconds: float = 3.0) -> 
             "-display", "none", "-monitor", "none", "-serial", "stdio", "-m", "256",
             "-no-reboot"]
     if image is not None:
-        argv += ["-kernel", str(image), "-append", "earlyprintk=serial,ttyS0 console=ttyS0 panic=-1"]
+        argv += ["-kernel", str(image),
+                 "-append", "earlyprintk=serial,ttyS0 console=ttyS0 panic=-1"]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     seen = bytearray()
