@@ -283,6 +283,7 @@ class Capture:
         self._sock: Optional[socket.socket] = None
         self._thread: Optional[threading.Thread] = None
         self._stop: Optional[Wakeup] = None
+        self._buf: Optional[bytearray] = None
         self._cleanup = None
 
     def __enter__(self) -> "Capture":
@@ -302,6 +303,9 @@ class Capture:
         self._sock = sock
         self._stats()                           # reading the statistics resets them
         self._stop = Wakeup()
+        # One buffer for every frame of the capture: recvmsg() would allocate (and,
+        # past malloc's mmap threshold, map and unmap) MAX_FRAME bytes per frame.
+        self._buf = bytearray(VNET_HDR_LEN + MAX_FRAME)
         self._thread = threading.Thread(target=self._loop, name=f"capture-{self.device}",
                                         daemon=True)
         self._thread.start()
@@ -321,7 +325,7 @@ class Capture:
         packets, drops = self._stats()
         self.result.kernel_seen, self.result.kernel_drops = packets, drops
         self._sock.close()
-        self._sock = None
+        self._sock, self._buf = None, None
         if self._cleanup:
             self._cleanup.cancel()
         return self.result
@@ -339,11 +343,7 @@ class Capture:
     def _drain(self, block: bool) -> None:
         flags = (0 if block else socket.MSG_DONTWAIT) | socket.MSG_TRUNC
         space = socket.CMSG_SPACE(AUXDATA.size) + socket.CMSG_SPACE(16)
-        # One buffer for every frame: recvmsg() would allocate (and, past malloc's
-        # mmap threshold, map and unmap) MAX_FRAME bytes per frame, which alone
-        # made a fast sender outrun the capture.
-        buf = bytearray(VNET_HDR_LEN + MAX_FRAME)
-        view = memoryview(buf)
+        buf, view = self._buf, memoryview(self._buf)
         while True:
             try:
                 size, ancdata, msg_flags, addr = self._sock.recvmsg_into([buf], space, flags)
