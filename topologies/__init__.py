@@ -13,17 +13,14 @@ The public API, kept stable for code built on nslab::
 Subpackages, lowest layer first (each imports only the ones before it):
 ``verdict`` (bytes → verdicts), ``lab`` (namespaces, links, traffic), ``bpf``,
 ``capture``, ``kernels`` (VMs, matrix, bisect), ``scenarios``, ``report``, ``cli``.
+Each is imported when first used (``lazy``): a command or a test pays only for what it uses.
 """
-from . import bpf
-from .capture import Capture, CaptureResult, kernel_chatter
-from .errors import LabError, Unsupported
-from .lab import Iface, Lab, Node, firewall, offloads, traffic
-from .scenarios.topology_file import build as build_topology
-from .scenarios.topology_file import load as load_topology
-from .verdict import LayerVerdict, PacketVerdict, Status, VnetHdr, verify
+from . import lazy
 
-__all__ = [
-    "Lab", "Node", "Iface", "LabError", "Unsupported",
-    "Capture", "CaptureResult", "kernel_chatter", "verify", "PacketVerdict", "LayerVerdict", "Status", "VnetHdr",
-    "bpf", "traffic", "firewall", "offloads", "build_topology", "load_topology",
-]
+__getattr__, __dir__, __all__ = lazy.exports(__name__, {
+    "lab": ["Lab", "Node", "Iface", "traffic", "firewall", "offloads"],
+    "errors": ["LabError", "Unsupported"],
+    "capture": ["Capture", "CaptureResult", "kernel_chatter"],
+    "verdict": ["verify", "PacketVerdict", "LayerVerdict", "Status", "VnetHdr"],
+    "scenarios.topology_file": [("build_topology", "build"), ("load_topology", "load")],
+}, submodules=["bpf"])

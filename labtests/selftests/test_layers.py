@@ -8,6 +8,9 @@ top of everything and is imported by no module of the package.
 from __future__ import annotations
 
 import ast
+import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,9 @@ import pytest
 from topologies.paths import PACKAGE
 
 LAYERS = (
-    ("paths", "errors"),   # leaves: where files are, the two exception types
+    # leaves: where files are, the two exception types, lazy package exports, the
+    # files (and plugins) a pytest selection uses
+    ("paths", "errors", "lazy", "selection"),
     ("verdict",),          # bytes → verdicts: no namespaces, no sockets
     ("lab",),              # namespaces, nodes, links, firewall, traffic, ownership
     ("bpf",),              # build, load, attach BPF programs (onto lab interfaces)
@@ -141,9 +146,37 @@ def test_every_subpackage_says_what_it_is_and_exports_its_face():
         doc = ast.get_docstring(tree)
         summary = (doc or "").strip().split("\n\n")[0]
         assert summary and len(summary.splitlines()) <= 3, f"{init}: say in 1-3 lines what it is"
-        exported = [n for n in tree.body if isinstance(n, ast.Assign)
-                    and any(getattr(t, "id", "") == "__all__" for t in n.targets)]
+        exported = [n for n in tree.body if isinstance(n, ast.Assign) and "__all__" in names_bound(n)]
         assert exported, f"{init}: no __all__"
+
+
+def names_bound(assign: ast.Assign) -> set[str]:
+    """``a = ...`` and ``a, b = ...`` alike (``lazy.exports`` returns ``__all__`` in a tuple)."""
+    targets = [e for t in assign.targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]
+    return {getattr(t, "id", "") for t in targets}
+
+
+@pytest.mark.parametrize("package", ["topologies"] + [
+    f"topologies.{init.parent.name}" for init in sorted(PACKAGE.glob("*/__init__.py"))])
+def test_every_exported_name_resolves(package):
+    """Exports are imported on first use: a misspelt entry would only fail then."""
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"
+    with pytest.raises(AttributeError):
+        module.no_such_name   # noqa: B018
+
+
+def test_a_command_imports_only_what_it_uses():
+    """``nslab --help``, ``ls``, ``down`` and ``sweep`` start without pyroute2, the
+    verdict engine or the capture code: a tenth of the CPU time of a full import."""
+    probe = ("import sys; from topologies.cli.main import build_parser; build_parser(); "
+             "import topologies.lab.sweep, topologies.lab.owner, topologies.lab.names; "
+             "print(sorted(m for m in ('pyroute2', 'topologies.verdict', "
+             "'topologies.capture.af_packet', 'topologies.lab.lab') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=PACKAGE.parent).stdout
+    assert out.strip() == "[]", out
 
 
 # -- the checks themselves can fail ---------------------------------------------------------

@@ -1,8 +1,9 @@
 """What the kernel saw: offload-aware AF_PACKET captures, pcapng files, drop reasons.
 A capture runs inside a lab node and hands its frames to the verdict engine.
 """
-from . import pcapng
-from .af_packet import Capture, Captured, CaptureResult, kernel_chatter
-from .drop_reasons import DropMonitor
+from .. import lazy
 
-__all__ = ["Capture", "CaptureResult", "Captured", "DropMonitor", "kernel_chatter", "pcapng"]
+__getattr__, __dir__, __all__ = lazy.exports(__name__, {
+    "af_packet": ["Capture", "CaptureResult", "Captured", "kernel_chatter"],
+    "drop_reasons": ["DropMonitor"],
+}, submodules=["pcapng"])

@@ -11,7 +11,8 @@ import time
 
 from .. import scenarios
 from ..errors import LabError
-from ..lab import LAB_NAME_RULE, check_name, netns
+from ..lab import netns
+from ..lab.names import LAB_NAME_RULE, check_name
 from ..lab.owner import OwnerRecord, all_records
 from .run import check_output_file
 

@@ -1,7 +1,8 @@
 """Other kernels: version arithmetic, kernel images (Debian packages, built trees),
 VM guests under virtme-ng, the kernel matrix and the bisection of Debian versions.
 """
-from . import bisect, images, matrix, version, vm
-from .images import Kernel
+from .. import lazy
 
-__all__ = ["Kernel", "bisect", "images", "matrix", "version", "vm"]
+__getattr__, __dir__, __all__ = lazy.exports(__name__, {
+    "images": ["Kernel"],
+}, submodules=["bisect", "images", "matrix", "version", "vm"])

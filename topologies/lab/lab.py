@@ -13,6 +13,7 @@ from typing import Optional
 from ..errors import LabError
 from . import links
 from .cleanup import CleanupStack, Deferred
+from .names import check_name
 from .node import Node
 from .owner import OwnerRecord
 from .session import current as current_session
@@ -21,19 +22,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "nslab"
 NODE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
-# The one rule for lab names (``nslab up --name``, kept labs, ``Lab(name=...)``):
-# safe as a file name, a shell word and a command-line argument.
-LAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-LAB_NAME_RULE = "1-63 characters: letters, digits, '_', '.', '-', starting with a letter or digit"
 _open_labs: "weakref.WeakSet[Lab]" = weakref.WeakSet()
-
-
-def check_name(name: str) -> str:
-    """``name`` if it follows the lab-name rule, else a one-line LabError."""
-    if not isinstance(name, str) or not LAB_NAME.match(name):
-        shown = repr(name) if len(str(name)) <= 40 else f"{str(name)[:20]!r}... ({len(name)} characters)"
-        raise LabError(f"bad lab name {shown}: {LAB_NAME_RULE}")
-    return name
 
 
 def new_prefix() -> str:

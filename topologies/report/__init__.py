@@ -1,9 +1,9 @@
 """What runs leave for people: scenario rows and tables, failure artifacts, and
 descriptions of running labs read back from the kernel.
 """
-from . import artifacts, rows
-from .describe import describe as describe_lab
-from .describe import render as render_lab
-from .rows import Row
+from .. import lazy
 
-__all__ = ["Row", "rows", "artifacts", "describe_lab", "render_lab"]
+__getattr__, __dir__, __all__ = lazy.exports(__name__, {
+    "rows": ["Row"],
+    "describe": [("describe_lab", "describe"), ("render_lab", "render")],
+}, submodules=["artifacts", "rows"])

@@ -6,7 +6,6 @@ import importlib
 from types import ModuleType
 
 from ..errors import LabError
-from . import topology_file
 
 TOPOLOGIES = {
     "vxlan_overlay": "topologies.scenarios.vxlan_overlay",
@@ -19,6 +18,7 @@ TOPOLOGIES = {
 def load(name: str) -> ModuleType:
     """A named topology's module, or a topology file (``*.yaml``) validated and
     wrapped to look like one."""
+    from . import topology_file   # its builder imports the lab (pyroute2): only when used
     if topology_file.is_topology_file(name):
         return topology_file.FileTopology(topology_file.load(name))   # type: ignore
     if name not in TOPOLOGIES:
