@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from topologies import bpf
+from topologies import bpf, selection
 from topologies.bpf import compiler, prebuilt
 from topologies.errors import LabError
 from topologies.kernels import bisect as bisect_mod
@@ -320,21 +320,21 @@ def test_fit_jobs_start_workers_only_for_a_long_selection():
     assert matrix.fitted_jobs("4", 1) == "4"            # a number given is kept
 
 
-def test_guest_leaves_out_the_plugins_of_modules_no_selected_file_imports(tmp_path):
+def test_nested_pytest_leaves_out_the_plugins_of_modules_no_selected_file_imports(tmp_path):
     (tmp_path / "conftest.py").write_text("")
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "test_plain.py").write_text("import socket\n")
     (tmp_path / "t" / "test_prop.py").write_text("import os\nfrom hypothesis import given\n")
     off = ["-p", "no:hypothesispytest"]
-    assert vm.unused_plugins(["t/test_plain.py::test_x[a-b]", "-n", "0"], tmp_path) == off
-    assert vm.unused_plugins(["t/test_plain.py", "-k", "hypothesis"], tmp_path) == off
-    assert vm.unused_plugins(["t/test_prop.py"], tmp_path) == []
-    assert vm.unused_plugins(["t"], tmp_path) == []                # a directory: all its files
-    (tmp_path / "conftest.py").write_text("import hypothesis\n")    # a conftest above counts
-    assert vm.unused_plugins(["t/test_plain.py"], tmp_path) == []
+    assert selection.unused_plugins(["t/test_plain.py::test_x[a-b]", "-n", "0"], tmp_path) == off
+    assert selection.unused_plugins(["t/test_plain.py", "-k", "hypothesis"], tmp_path) == off
+    assert selection.unused_plugins(["t/test_prop.py"], tmp_path) == []
+    assert selection.unused_plugins(["t"], tmp_path) == []         # a directory: all its files
+    (tmp_path / "conftest.py").write_text("import hypothesis\n")  # a conftest above counts
+    assert selection.unused_plugins(["t/test_plain.py"], tmp_path) == []
     # This suite's own files, as the matrix step passes them.
-    assert vm.unused_plugins(["labtests/test_vxlan_overlay.py"]) == off
-    assert vm.unused_plugins(["labtests", "-m", "lab and not vm"]) == []
+    assert selection.unused_plugins(["labtests/test_vxlan_overlay.py"]) == off
+    assert selection.unused_plugins(["labtests", "-m", "lab and not vm"]) == []
 
 
 # -- the guest's contract, run on the host ---------------------------------------------------

@@ -34,6 +34,7 @@ from ..report import rows as report_rows
 from ..report.artifacts import safe_name
 from ..report.progress import Progress
 from ..scenarios import known_bugs
+from ..selection import unused_plugins
 
 REPO = str(PROJECT_ROOT)
 TESTS = str(SUITE)
@@ -110,7 +111,7 @@ def pytest_argv(args, results: str) -> list[str]:
     argv = [sys.executable, "-m", "pytest", *targets, "-n", str(args.jobs),
             f"--junitxml={os.path.join(results, 'junit.xml')}", "-p", "no:cacheprovider", "-rfEX",
             "-v",    # a line per result: what the progress line counts (all in console.log)
-            "--dist", "loadgroup", "--timeout", str(TEST_TIMEOUT)]
+            "--dist", "loadgroup", "--timeout", str(TEST_TIMEOUT), *unused_plugins(targets)]
     if args.k:
         argv += ["-k", args.k]
     return argv

@@ -37,6 +37,7 @@ from typing import Callable, Optional
 
 from ..errors import LabError, Unsupported
 from ..paths import PROJECT_ROOT
+from ..selection import unused_plugins
 from .images import Kernel
 
 ACCEL_ENV = "NSLAB_VM_ACCEL"
@@ -199,36 +200,6 @@ def guest_env(results: Path, extra: Optional[dict[str, str]] = None) -> dict[str
     }
     env.update(extra or {})
     return env
-
-
-# Plugins a guest session loads only when a selected test file uses them: under
-# TCG, the hypothesis plugin's import of hypothesis at the end of every session
-# costs more than many a test.
-OPTIONAL_PLUGINS = {"hypothesispytest": "hypothesis"}
-
-
-def selected_files(pytest_argv: list[str], root: Path = REPO) -> list[Path]:
-    """The test files a pytest selection names (directories walked), with the
-    conftest files above them; the whole suite when it names none."""
-    paths = [root / a.split("::", 1)[0] for a in pytest_argv
-             if not a.startswith("-") and (root / a.split("::", 1)[0]).exists()]
-    files: set[Path] = set()
-    for path in paths or [root / "labtests"]:
-        files.update(path.rglob("*.py") if path.is_dir() else [path])
-        for parent in path.resolve().parents:
-            if (parent / "conftest.py").is_file():
-                files.add(parent / "conftest.py")
-            if parent == root.resolve():
-                break
-    return sorted(files)
-
-
-def unused_plugins(pytest_argv: list[str], root: Path = REPO) -> list[str]:
-    """``-p no:<plugin>`` for each optional plugin no selected file imports."""
-    texts = [f.read_text(errors="replace") for f in selected_files(pytest_argv, root)]
-    return [arg for plugin, module in OPTIONAL_PLUGINS.items()
-            if not any(re.search(rf"^\s*(import|from) {module}\b", t, re.M) for t in texts)
-            for arg in ("-p", f"no:{plugin}")]
 
 
 def vng_binary() -> str:

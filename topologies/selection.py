@@ -1,0 +1,41 @@
+"""What a pytest selection needs: its test files (with the conftest files above
+them) and the optional plugins none of them uses, which a nested pytest (``nslab
+run``, a VM guest) is then started without."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .paths import PROJECT_ROOT
+
+REPO = PROJECT_ROOT
+
+
+# Plugins a session loads only when a selected test file uses them: the hypothesis
+# plugin imports hypothesis in every pytest process (half a second here; under TCG
+# in a guest more than many a test).
+OPTIONAL_PLUGINS = {"hypothesispytest": "hypothesis"}
+
+
+def selected_files(pytest_argv: list[str], root: Path = REPO) -> list[Path]:
+    """The test files a pytest selection names (directories walked), with the
+    conftest files above them; the whole suite when it names none."""
+    paths = [root / a.split("::", 1)[0] for a in pytest_argv
+             if not a.startswith("-") and (root / a.split("::", 1)[0]).exists()]
+    files: set[Path] = set()
+    for path in paths or [root / "labtests"]:
+        files.update(path.rglob("*.py") if path.is_dir() else [path])
+        for parent in path.resolve().parents:
+            if (parent / "conftest.py").is_file():
+                files.add(parent / "conftest.py")
+            if parent == root.resolve():
+                break
+    return sorted(files)
+
+
+def unused_plugins(pytest_argv: list[str], root: Path = REPO) -> list[str]:
+    """``-p no:<plugin>`` for each optional plugin no selected file imports."""
+    texts = [f.read_text(errors="replace") for f in selected_files(pytest_argv, root)]
+    return [arg for plugin, module in OPTIONAL_PLUGINS.items()
+            if not any(re.search(rf"^\s*(import|from) {module}\b", t, re.M) for t in texts)
+            for arg in ("-p", f"no:{plugin}")]
