@@ -313,11 +313,19 @@ class Capture:
         self.node.lab.captures.append(self)
         return self
 
-    def stop(self, grace: float = 0.05) -> CaptureResult:
-        """Stop after ``grace`` seconds, drain what is queued, read the drop counters."""
+    def stop(self, grace: float = 0.0) -> CaptureResult:
+        """Stop, drain what is queued, read the drop counters.
+
+        The result holds every frame the device passed before ``stop``: the kernel
+        hands a frame to capture sockets before it sends it on or delivers it, so
+        traffic a test awaited (an answer, a drop the peer counted: what the
+        ``traffic`` helpers wait for) is all there, along its whole path. Traffic
+        nothing waited for (a peer's closing FIN) may not be: wait for it first
+        (``traffic.wait_for``), or give ``grace`` seconds, a plain delay."""
         if self._sock is None:
             return self.result
-        time.sleep(grace)
+        if grace:
+            time.sleep(grace)
         self._stop.set()
         self._thread.join()
         self._stop.close()
