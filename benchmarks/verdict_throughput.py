@@ -3,11 +3,12 @@
 VXLAN overlay) is captured at the receiver, then every frame is judged; printed
 per case: frames, captured MiB, drops, judging time (wall and CPU: the machine
 may be busy), frames/s and MiB/s by CPU time, peak RSS and how much judging
-added to it against the captured bytes, and tshark's time to check the same
+added to it, both against the captured bytes, and tshark's time to check the same
 wire frames (from the pcapng nslab writes). Each case runs in a process of its
 own: peak RSS is per process.
 
     sudo .venv/bin/python benchmarks/verdict_throughput.py [--mib 50] [--cases all]
+    sudo .venv/bin/python benchmarks/verdict_throughput.py --mib 1024 --cases tso-off-ipv4 --no-tshark
 
 Cases: TSO on/off × IPv4/IPv6, and VXLAN (IPv4 underlay). Goal (issue 16):
 >= 100,000 frames/s on one core, peak memory <= 2x the captured bytes.
@@ -94,8 +95,9 @@ def run_case(name: str, mib: int, tshark: bool) -> str:
             f"{frames} frames / {captured_mib:.1f} MiB, kernel dropped {captured.kernel_drops}; "
             f"judged {wire_frames} wire frames in {judging:.2f} s wall, {cpu:.2f} s CPU = "
             f"{wire_frames / cpu:,.0f} wire frames/s, {captured_mib / cpu:.0f} MiB/s; peak RSS "
-            f"{peak_rss_mib():.0f} MiB (before judging {rss_before:.0f}, judging added "
-            f"{added:.0f} = {added / captured_mib:.2f}x the captured bytes){tshark_text}")
+            f"{peak_rss_mib():.0f} MiB = {peak_rss_mib() / captured_mib:.2f}x the captured bytes "
+            f"(before judging {rss_before:.0f}, judging added {added:.0f} = "
+            f"{added / captured_mib:.2f}x){tshark_text}")
 
 
 def main() -> int:

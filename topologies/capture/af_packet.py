@@ -18,6 +18,7 @@ that counts or asserts on "every frame" leaves those out with
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import select
 import socket
@@ -36,7 +37,6 @@ from ..verdict import (
     VnetHdr,
     verify,
 )
-from ..verdict.packet import layers_summary
 from . import pcapng
 
 if TYPE_CHECKING:
@@ -105,9 +105,10 @@ def _icmpv6_offset(frame: bytes) -> Optional[int]:
     return at if next_header == IPPROTO_ICMPV6 else None
 
 
-@dataclass
+@dataclass(slots=True)
 class Captured:
-    """One frame as the socket saw it, before any completion."""
+    """One frame as the socket saw it, before any completion. Slots, not a
+    dict: a capture holds a million of them."""
     timestamp: float
     frame: bytes
     vnet: VnetHdr
@@ -267,7 +268,7 @@ def _comment(pkt: Captured, verdict: PacketVerdict, captured_number: int) -> str
     if not (verdict.completion or verdict.segment):
         parts.append("nothing pending: the bytes as captured")
     # summary() also names the completion and segment: said above already
-    parts.append("verdict: " + layers_summary(verdict.layers))
+    parts.append("verdict: " + verdict.layers_summary())
     return " | ".join(parts)
 
 
@@ -357,19 +358,24 @@ class Capture:
                 size, ancdata, msg_flags, addr = self._sock.recvmsg_into([buf], space, flags)
             except BlockingIOError:
                 return
-            data = bytes(view[:min(size, len(buf))])   # MSG_TRUNC: size is the frame's own
-            self.result.packets.append(_parse(data, ancdata, addr))
+            # MSG_TRUNC: size is the frame's own
+            self.result.packets.append(_parse(view[:min(size, len(buf))], ancdata, addr))
 
 
-def _parse(data: bytes, ancdata, addr) -> Captured:
-    vnet = VnetHdr.parse(data[:VNET_HDR_LEN])
-    frame = data[VNET_HDR_LEN:]
-    status, orig_len, stamp = 0, len(frame), time.time()
+def _parse(data: memoryview, ancdata, addr) -> Captured:
+    """The frame copied once out of the receive buffer; its vnet header shared."""
+    vnet = _vnet_header(bytes(data[:VNET_HDR_LEN]))
+    frame = bytes(data[VNET_HDR_LEN:])
+    status, orig_len, stamp = 0, len(frame), None
     for level, kind, payload in ancdata:
         if level == SOL_PACKET and kind == PACKET_AUXDATA:
             status, orig_len, _snaplen, *_ = AUXDATA.unpack_from(payload)
         elif level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
             sec, nsec = struct.unpack_from("=qq", payload)
             stamp = sec + nsec / 1e9
-    return Captured(stamp, frame, vnet, status, outgoing=addr[2] == PACKET_OUTGOING,
-                    orig_len=orig_len)
+    return Captured(time.time() if stamp is None else stamp, frame, vnet, status,
+                    outgoing=addr[2] == PACKET_OUTGOING, orig_len=orig_len)
+
+
+# A flow's frames carry a few distinct vnet headers: one object each, not one per frame.
+_vnet_header = functools.lru_cache(maxsize=1024)(VnetHdr.parse)

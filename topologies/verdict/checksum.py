@@ -11,27 +11,38 @@ import ipaddress
 from typing import Union
 
 Address = Union[bytes, str]
-# Dividing a long int by 0xffff costs a machine division per 30 bits; the sum of
-# its 384-byte pieces (even: each starts on a word) is congruent and shorter.
-PIECE = 384
+# Dividing a long int by 0xffff costs a machine division per 30 bits. Word-aligned
+# halves of it add up to the same modulo 0xffff, in a shift, a mask and an add:
+# the halves are folded together down to this many bits, then divided.
+FOLD_TO_BITS = 1024
+# masks of the halves of frames up to 4 KiB are kept (a few KiB in all); longer, made each time
+KEPT_MASK_BITS = 1 << 14
+_masks: dict[int, int] = {}
 
 
 def ones_sum(data: bytes, initial: int = 0) -> int:
     """``initial`` plus the ones' complement sum of ``data`` (odd length padded
     with a zero byte, as RFC 1071 says). Unfolded: pass it to ``fold``."""
     n = len(data)
-    if n <= PIECE:
-        value = int.from_bytes(data, "big")
-        return initial + fold(value << 8 if n % 2 else value)
-    # a sum of word-aligned pieces: the same modulo 0xffff, a shorter division
-    view = memoryview(data)
-    last = n - n % PIECE
-    value = int.from_bytes(view[last:], "big")
-    if n % 2:   # the padding byte, after the last piece
+    value = int.from_bytes(data, "big")
+    if n % 2:
         value <<= 8
-    for at in range(0, last, PIECE):
-        value += int.from_bytes(view[at:at + PIECE], "big")
+        n += 1
+    bits = n * 8
+    while bits > FOLD_TO_BITS:
+        half = bits >> 5 << 4    # half the 16-bit words, in bits
+        value = (value >> half) + (value & _low_mask(half))
+        bits -= half - 1         # the sum carries at most one bit
     return initial + fold(value)
+
+
+def _low_mask(bits: int) -> int:
+    mask = _masks.get(bits)
+    if mask is None:
+        mask = (1 << bits) - 1
+        if bits <= KEPT_MASK_BITS:
+            _masks[bits] = mask
+    return mask
 
 
 def fold(s: int) -> int:

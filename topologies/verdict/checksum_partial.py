@@ -56,7 +56,7 @@ def complete_in_place(buf: bytearray, csum_start: int, csum_offset: int,
     else:
         total = fold(ones_sum(view[csum_start:tail[0]], tail[1]))
     value = ~total & 0xFFFF or CSUM_MANGLED_0
-    buf[field:field + 2] = value.to_bytes(2, "big")
+    buf[field], buf[field + 1] = value >> 8, value & 0xFF
     return None if csum_offset % 2 else completed_sum(total, seed, value)
 
 

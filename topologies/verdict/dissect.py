@@ -155,12 +155,18 @@ def udp_tunnels(vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS,
                 geneve_ports: Iterable[int] = DEFAULT_GENEVE_PORTS,
                 tunnel_ports: Iterable[int] = ()) -> UdpTunnels:
     """The ports, made once per distinct set (verify() asks for each frame)."""
+    if vxlan_ports is DEFAULT_VXLAN_PORTS and geneve_ports is DEFAULT_GENEVE_PORTS \
+            and tunnel_ports == ():
+        return _DEFAULT_TUNNELS
     return _udp_tunnels(tuple(vxlan_ports), tuple(geneve_ports), tuple(tunnel_ports))
 
 
 @lru_cache(maxsize=32)
 def _udp_tunnels(vxlan: tuple, geneve: tuple, other: tuple) -> UdpTunnels:
     return UdpTunnels(frozenset(vxlan), frozenset(geneve), frozenset(other))
+
+
+_DEFAULT_TUNNELS = _udp_tunnels(DEFAULT_VXLAN_PORTS, DEFAULT_GENEVE_PORTS, ())
 
 
 def dissect(frame: bytes, link: str = "ether",
@@ -250,11 +256,14 @@ def sums(buf: bytes, start: int, end: int, field_off: int, initial: int,
     and 0xffff both pass, as receivers accept); the correct value is the
     complement of the sum without the field (every checksum field sits at an
     even offset from ``start``)."""
+    # fold() written out (every frame takes this): 0 stays 0, else 1..0xffff
     if folded is None:
-        folded = fold(ones_sum(buf[start:end]))
-    total = fold(initial + folded)
+        folded = ones_sum(buf[start:end])
+    total = initial + folded
+    total = total % 0xFFFF or 0xFFFF if total else 0
     wire = buf[field_off] << 8 | buf[field_off + 1]
-    rest = fold(total + (~wire & 0xFFFF))   # ones' complement: total - field
+    rest = total + (~wire & 0xFFFF)         # ones' complement: total - field
+    rest = rest % 0xFFFF or 0xFFFF if rest else 0
     if rest == 0xFFFF and not initial:
         data, at = buf[start:end], field_off - start
         if not any(data[:at] + data[at + 2:]):

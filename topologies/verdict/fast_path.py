@@ -7,10 +7,15 @@ frames ``judge`` returns exactly the LayerVerdicts ``dissect`` makes (same
 headers for people, which ``dissect`` makes when someone reads them. Anything
 else (a tag, an option that matters, a truncation, a zero UDP checksum, ICMP,
 GRE, Geneve...) returns None: the dissector judges it.
+
+``packed`` says the same in a form that costs no object per checksum: a
+``Layout`` (where the checksums are and which are right: the same for every
+frame of a flow, made once) and one int holding each field's wire and correct
+values. A verdict keeps those and makes LayerVerdicts when someone reads them.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .checksum import fold
 from .dissect import sums
@@ -22,45 +27,95 @@ from .header_fields import (
     IPPROTO_UDP,
 )
 from .layer import LayerVerdict, Status
-from .nic import Sums
+
+if TYPE_CHECKING:
+    from .nic import Sums
 
 # nesting the fast path follows; deeper tunnels go to the dissector (MAX_NESTING)
 MAX_FAST_NESTING = 4
+# the bits each checksum takes in a packed int: its wire value, then its correct one
+FIELD_BITS = 32
+# distinct layouts kept (a flow has one or two); past it, each frame makes its own
+MAX_LAYOUTS = 4096
+
+
+class Layout:
+    """The checksums of a frame without their values: path, label, status and
+    field offset of each, in frame order. Frames of one flow share one."""
+    __slots__ = ("fields", "ok", "statuses")
+
+    def __init__(self, found: tuple, encapsulated: bool):
+        top = "outer " if encapsulated else ""
+        self.fields = tuple((path, ("inner " if nesting else top) + name,
+                             Status.VALID if ok else Status.INVALID, field_off)
+                            for nesting, path, name, field_off, ok in found)
+        self.ok = all(ok for *_, ok in found)
+        self.statuses = frozenset(status for _, _, status, _ in self.fields)
+
+    def layers(self, values: int) -> list[LayerVerdict]:
+        """The LayerVerdicts ``values`` (from ``packed``) hold."""
+        shift = FIELD_BITS * len(self.fields)
+        out = []
+        for path, label, status, field_off in self.fields:
+            shift -= FIELD_BITS
+            both = values >> shift
+            out.append(LayerVerdict(path, label, status, "chksum", field_off,
+                                    both >> 16 & 0xFFFF, both & 0xFFFF))
+        return out
+
+
+_layouts: dict[tuple, Layout] = {}
+
+
+def _layout(found: tuple, encapsulated: bool) -> Layout:
+    key = (found, encapsulated)
+    layout = _layouts.get(key)
+    if layout is None:
+        layout = Layout(found, encapsulated)
+        if len(_layouts) < MAX_LAYOUTS:
+            _layouts[key] = layout
+    return layout
 
 
 class _Walk:
-    """The checksums found so far, labelled once the walk knows whether the
-    frame is encapsulated ("outer IPv4") or not ("IPv4")."""
-    __slots__ = ("buf", "tunnels", "tails", "found", "encapsulated")
+    """The checksums found so far: where (``found``) and their values (``values``)."""
+    __slots__ = ("buf", "tunnels", "summed", "found", "values", "encapsulated")
 
-    def __init__(self, buf: bytes, tunnels, tails: Optional[Sums]) -> None:
+    def __init__(self, buf: bytes, tunnels, summed: Optional[Sums]) -> None:
         self.buf = buf
         self.tunnels = tunnels
-        self.tails = tails or {}
-        self.found: list[tuple] = []   # (nesting, path, name, field offset, ok, correct)
+        self.summed = summed or {}
+        self.found: list[tuple] = []   # (nesting, path, name, field offset, ok)
+        self.values = 0                # per field: wire << 16 | correct, first field highest
         self.encapsulated = False
 
     def add(self, nesting: int, path: str, name: str, field_off: int, start: int, end: int,
             initial: int = 0, udp: bool = False) -> None:
-        folded = self.tails.get(start) if end == len(self.buf) else None
-        self.found.append((nesting, path, name, field_off)
-                          + sums(self.buf, start, end, field_off, initial, udp, folded))
+        buf = self.buf
+        known = self.summed.get(start)
+        folded = known[1] if known is not None and known[0] == end else None
+        ok, correct = sums(buf, start, end, field_off, initial, udp, folded)
+        self.found.append((nesting, path, name, field_off, ok))
+        self.values = (self.values << FIELD_BITS | buf[field_off] << 24
+                       | buf[field_off + 1] << 16 | correct)
 
-    def verdicts(self) -> list[LayerVerdict]:
-        buf, top = self.buf, "outer " if self.encapsulated else ""
-        return [LayerVerdict(path, ("inner " if nesting else top) + name,
-                             Status.VALID if ok else Status.INVALID, "chksum", field_off,
-                             buf[field_off] << 8 | buf[field_off + 1], correct)
-                for nesting, path, name, field_off, ok, correct in self.found]
+
+def packed(buf: bytes, link: str, tunnels,
+           summed: Optional[Sums] = None) -> Optional[tuple[Layout, int]]:
+    """The frame's verdicts as (layout, values), or None when it is not the
+    common case. ``summed``: sums taken while making the frame (``nic.Sums``)."""
+    walk = _Walk(buf, tunnels, summed)
+    parse = _ether if link == "ether" else _ip
+    if not parse(walk, 0, len(buf), 0, ""):
+        return None
+    return _layout(tuple(walk.found), walk.encapsulated), walk.values
 
 
 def judge(buf: bytes, link: str, tunnels,
-          tails: Optional[Sums] = None) -> Optional[list[LayerVerdict]]:
-    """The frame's verdicts, or None when it is not the common case. ``tails``:
-    sums of the frame's tails taken while making it (``wire_sources``)."""
-    walk = _Walk(buf, tunnels, tails)
-    parse = _ether if link == "ether" else _ip
-    return walk.verdicts() if parse(walk, 0, len(buf), 0, "") else None
+          summed: Optional[Sums] = None) -> Optional[list[LayerVerdict]]:
+    """``packed`` as LayerVerdicts."""
+    found = packed(buf, link, tunnels, summed)
+    return None if found is None else found[0].layers(found[1])
 
 
 def _ether(walk: _Walk, off: int, end: int, nesting: int, prefix: str) -> bool:
@@ -108,8 +163,6 @@ def _ipv6(walk: _Walk, off: int, end: int, nesting: int, prefix: str) -> bool:
     declared_end = off + 40 + plen
     return _l4(walk, buf[off + 6], off + 40, declared_end, min(end, declared_end), addresses,
                nesting, prefix)
-
-
 def _l4(walk: _Walk, proto: int, off: int, end: int, avail_end: int, addresses: int,
         nesting: int, prefix: str) -> bool:
     """TCP or UDP whose bytes are all here; ``addresses``: the pseudo-header's
@@ -136,3 +189,4 @@ def _l4(walk: _Walk, proto: int, off: int, end: int, avail_end: int, addresses: 
         return False
     walk.encapsulated = True
     return _ether(walk, off + 16, off + ulen, nesting + 1, prefix + "vxlan/")
+

@@ -7,7 +7,9 @@ ipv6_gso_segment), which is also what TSO/USO hardware produces:
 - the headers up to the end of the segmented L4 header are copied into every
   segment, the payload is cut every ``gso_size`` bytes;
 - every IPv4 header on the way gets its total length, an id incremented per
-  segment, and a fresh header checksum; every IPv6 header its payload length;
+  segment, and a fresh header checksum (summed once per super-packet without
+  the fields that change, which each segment adds: the same value, as the two
+  sums agree modulo 0xffff); every IPv6 header its payload length;
 - TCP: sequence number advanced, FIN and PSH only on the last segment, CWR only
   on the first; UDP (USO): the UDP length per datagram;
 - the L4 checksum: the seed in the super-packet is moved from the old length to
@@ -24,7 +26,7 @@ from __future__ import annotations
 import struct
 from typing import Iterable
 
-from .checksum import checksum
+from .checksum import checksum, fold, ones_sum
 from .checksum_partial import adjust_seed, complete_in_place
 from .dissect import (
     DEFAULT_GENEVE_PORTS,
@@ -50,6 +52,7 @@ SEGMENTABLE = {
 }
 TCP_FIN, TCP_PSH, TCP_CWR = 0x01, 0x08, 0x80
 _U16, _U32 = struct.Struct("!H"), struct.Struct("!I")
+_LENGTH_AND_ID = struct.Struct("!HH")   # an IPv4 header's total length and id
 # headers before the segmented L4 that each segment must have fixed
 ENCLOSING = frozenset({"ipv4", "ipv6", "udp", "gre"})
 
@@ -81,7 +84,8 @@ class Cut:
         self.tcp = SEGMENTABLE[vnet.gso_kind][0] == "tcp"
         self.hdr_end = _header_end(frame, l4.offset, "tcp" if self.tcp else "udp")
         # innermost first: outer checksums cover inner headers
-        self.chain = [(h.kind, h.offset) for h in reversed(chain)]
+        self.chain = [(h.kind, h.offset, _unchanged_sum(frame, h.kind, h.offset))
+                      for h in reversed(chain)]
         self.count = max(1, -(-(len(frame) - self.hdr_end) // vnet.gso_size))
         self.field = vnet.csum_start + vnet.csum_offset
         self.seed = _u16(frame, self.field)
@@ -91,9 +95,9 @@ class Cut:
         return self.made(index)[0]
 
     def made(self, index: int) -> tuple[bytes, dict[int, int]]:
-        """A segment, and the folded sums of its tails that completing its
-        checksums summed ({offset: sum of ``seg[offset:]``}): a verifier
-        summing the same bytes again can take them instead."""
+        """A segment, and the folded sums of what making it summed ({start:
+        (end, sum of ``seg[start:end]``)}: tails whose checksum was completed,
+        IPv4 headers): a verifier summing the same bytes again can take them instead."""
         frame, vnet, l4, mss = self.frame, self.vnet, self.l4, self.vnet.gso_size
         start = self.hdr_end + index * mss
         seg = bytearray(self.head)
@@ -103,9 +107,9 @@ class Cut:
         else:
             _put16(seg, l4 + 4, len(seg) - l4)
         _put16(seg, self.field, adjust_seed(self.seed, len(frame) - l4, len(seg) - l4))
-        sums = {l4: complete_in_place(seg, vnet.csum_start, vnet.csum_offset)}
-        for kind, off in self.chain:
-            _fix_encapsulation(seg, kind, off, index, len(frame), sums)
+        sums = {l4: (len(seg), complete_in_place(seg, vnet.csum_start, vnet.csum_offset))}
+        for kind, off, unchanged in self.chain:
+            _fix_encapsulation(seg, kind, off, index, len(frame), sums, unchanged)
         return bytes(seg), sums
 
 
@@ -151,16 +155,29 @@ def _fix_tcp(seg: bytearray, off: int, index: int, mss: int, last: bool) -> None
         seg[off + 13] &= ~TCP_CWR & 0xFF
 
 
+def _unchanged_sum(frame: bytes, kind: str, off: int) -> int:
+    """An IPv4 header's sum without the fields GSO changes (total length, id,
+    checksum): each segment adds its own to it. 0 for other headers."""
+    if kind != "ipv4":
+        return 0
+    header = bytearray(frame[off:off + (frame[off] & 15) * 4])
+    header[2:6] = bytes(4)     # total length, id
+    header[10:12] = bytes(2)   # checksum
+    return ones_sum(header)
+
+
 def _fix_encapsulation(seg: bytearray, kind: str, off: int, index: int, super_len: int,
-                       sums: dict[int, int]) -> None:
-    """``sums``: the tails summed so far, as ``Cut.made`` returns them: a
-    tunnel's UDP checksum covers the nearest one, not summed again."""
+                       sums: dict[int, tuple[int, int]], unchanged: int) -> None:
+    """``sums``: what was summed so far, as ``Cut.made`` returns them: a
+    tunnel's UDP checksum covers the nearest tail, not summed again.
+    ``unchanged``: an IPv4 header's ``_unchanged_sum``."""
     if kind == "ipv4":
-        hlen = (seg[off] & 15) * 4
-        _put16(seg, off + 2, len(seg) - off)
-        _put16(seg, off + 4, (_u16(seg, off + 4) + index) & 0xFFFF)
-        _put16(seg, off + 10, 0)
-        _put16(seg, off + 10, checksum(seg[off:off + hlen]))
+        length, ident = len(seg) - off, (_u16(seg, off + 4) + index) & 0xFFFF
+        _LENGTH_AND_ID.pack_into(seg, off + 2, length, ident)
+        # what summing the header again gives: fold depends only on the sum
+        # modulo 0xffff and on whether it is 0, the same for both
+        _put16(seg, off + 10, ~fold(unchanged + length + ident) & 0xFFFF)
+        sums[off] = (off + (seg[off] & 15) * 4, 0xFFFF)   # a header with its checksum
     elif kind == "ipv6":
         _put16(seg, off + 4, len(seg) - off - 40)
     elif kind == "gre":   # no length; its checksum, when present, covers the segment
@@ -172,9 +189,10 @@ def _fix_encapsulation(seg: bytearray, kind: str, off: int, index: int, super_le
         seed = _u16(seg, off + 6)
         if seed:
             _put16(seg, off + 6, adjust_seed(seed, super_len - off, len(seg) - off))
-            near = min(sums)   # fixed already: only headers before it change later
-            tail = (near, sums[near]) if (near - off) % 2 == 0 else None
-            sums[off] = complete_in_place(seg, off, 6, tail)
+            # fixed already: only headers before it change later
+            near = min(start for start, (end, _) in sums.items() if end == len(seg))
+            tail = (near, sums[near][1]) if (near - off) % 2 == 0 else None
+            sums[off] = (len(seg), complete_in_place(seg, off, 6, tail))
 
 
 def _u16(buf: bytes, off: int) -> int:

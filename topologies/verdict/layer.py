@@ -28,7 +28,7 @@ ZERO_TUNNEL_UDP6 = ("zero UDP checksum over IPv6 on a tunnel port (RFC 6935): va
 SHORT_REASON = {Status.PENDING: "CHECKSUM_PARTIAL seed", Status.ZERO_TUNNEL: "RFC 6935"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LayerVerdict:
     """``path`` is machine-friendly ("vxlan/udp", "icmp/quote/tcp"); ``layer``
     is for people ("inner UDP", "quoted TCP"). ``offset`` is the checksum

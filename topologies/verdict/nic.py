@@ -9,8 +9,8 @@ wrote so a verdict and a pcapng comment can say so.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
-from typing import Callable, Iterable, Iterator, Optional
+from functools import lru_cache
+from typing import Iterable, Iterator, Optional, Union
 
 from .checksum_partial import complete_partial, completed
 from .dissect import (
@@ -28,9 +28,8 @@ from .vnet_hdr import VIRTIO_NET_HDR_GSO_NONE, VnetHdr
 # a pseudo-header are ever left pending by Linux. path leaf -> csum_offset; the
 # leaf names the L4 at any depth ("tcp", "vxlan/udp", "gre/tcp", "ipip/udp").
 PENDING_CANDIDATES = {"tcp": 16, "udp": 6, "icmpv6": 2}
-Remake = Callable[[], bytes]   # makes a wire frame's bytes again
-Sums = dict[int, int]          # {offset: folded sum of frame[offset:]} summed while making it
-Source = tuple["WireFrame", Optional[Remake], Sums]
+# {start: (end, folded sum of frame[start:end])}, summed while making a frame
+Sums = dict[int, tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -78,23 +77,106 @@ def wire_frames(frame: bytes, vnet: Optional[VnetHdr], csum_not_ready: bool = Fa
 
 def frames_on_wire(frame: bytes, vnet: Optional[VnetHdr], csum_not_ready: bool, link: str,
                    tunnels: UdpTunnels) -> list[WireFrame]:
-    return [wire for wire, _, _ in wire_sources(frame, vnet, csum_not_ready, link, tunnels)]
+    return [made.wire_frame(data, detail) if made else WireFrame(data)
+            for data, made, detail, _ in wire_sources(frame, vnet, csum_not_ready, link, tunnels)]
+
+
+class Completed:
+    """Wire frames made from a captured frame whose one pending checksum the
+    vnet header names, completed (``detail``: the captured frame). Shared by
+    every frame with that checksum where it is: a verdict keeps this and the
+    captured frame, not a copy that differs in two bytes."""
+    __slots__ = ("start", "csum_offset", "field", "issues")
+
+    def __init__(self, start: int, csum_offset: int, issues: tuple[LayerVerdict, ...] = ()):
+        self.start, self.csum_offset, self.field = start, csum_offset, start + csum_offset
+        self.issues = issues   # what the offload model could not do (then not shared)
+
+    def remake(self, captured: bytes) -> bytes:
+        return complete_partial(captured, self.start, self.csum_offset)
+
+    def completion(self, captured: bytes, after: int) -> Completion:
+        return Completion(self.field, _u16(captured, self.field), after)
+
+    def segment_of(self, captured: bytes) -> None:
+        return None
+
+    def wire_frame(self, data: bytes, captured: bytes) -> WireFrame:
+        return WireFrame(data, self.completion(captured, _u16(data, self.field)),
+                         issues=self.issues)
+
+
+completed_at = lru_cache(maxsize=256)(Completed)
+
+
+class Segmented:
+    """The wire frames cut from one GSO super-packet (``detail``: the segment's index)."""
+    __slots__ = ("cut", "field", "name")
+    issues = ()
+
+    def __init__(self, cut: Cut):
+        self.cut, self.field, self.name = cut, cut.field, cut.vnet.gso_name
+
+    def remake(self, index: int) -> bytes:
+        return self.cut.segment(index)
+
+    def completion(self, index: int, after: int) -> Completion:
+        return Completion(self.field, self.cut.seed, after)
+
+    def segment_of(self, index: int) -> Segment:
+        return Segment(index, self.cut.count, self.name, self.cut.vnet.gso_size)
+
+    def wire_frame(self, data: bytes, index: int) -> WireFrame:
+        return WireFrame(data, self.completion(index, _u16(data, self.field)),
+                         self.segment_of(index))
+
+
+class Kept:
+    """A wire frame nslab made otherwise (a checksum located by its seed) or
+    could not make (the issues say why): kept as made."""
+    __slots__ = ("wire",)
+    field = None
+
+    def __init__(self, wire: WireFrame):
+        self.wire = wire
+
+    @property
+    def issues(self) -> tuple[LayerVerdict, ...]:
+        return self.wire.issues
+
+    def remake(self, _detail: None) -> bytes:
+        return self.wire.data
+
+    def completion(self, _detail: None, _after: int) -> Optional[Completion]:
+        return self.wire.completion
+
+    def segment_of(self, _detail: None) -> Optional[Segment]:
+        return self.wire.segment
+
+    def wire_frame(self, _data: bytes, _detail: None) -> WireFrame:
+        return self.wire
+
+
+Made = Union[Completed, Segmented, Kept]
+# (wire frame's bytes, how they were made (None: as captured), what ``Made`` needs
+# to make them again, and the sums making them took)
+Source = tuple[bytes, Optional[Made], object, Sums]
 
 
 def wire_sources(frame: bytes, vnet: Optional[VnetHdr], csum_not_ready: bool, link: str,
                  tunnels: UdpTunnels) -> Iterator[Source]:
-    """The wire frames one at a time, each with how to make its bytes again
-    (None: they are the captured frame's; a verdict keeps that, not a copy) and
-    the sums completing its checksums took, which verifying need not take again."""
+    """The wire frames one at a time, each with how it was made, which can make
+    its bytes, completion and segment again (a verdict keeps that, not them),
+    and the sums completing its checksums took, which verifying need not take again."""
     frame = bytes(frame)
     if vnet is not None and vnet.gso_kind != VIRTIO_NET_HDR_GSO_NONE:
         yield from _segmented(frame, vnet, link, tunnels)
     elif vnet is not None and vnet.needs_csum:
         yield _completed(frame, vnet)
     elif vnet is None and csum_not_ready:
-        yield _located(frame, link, tunnels), None, {}
+        yield _kept(_located(frame, link, tunnels))
     else:
-        yield WireFrame(frame), None, {}
+        yield frame, None, None, {}
 
 
 def _issue(reason: str) -> LayerVerdict:
@@ -106,15 +188,19 @@ def _u16(buf: bytes, off: int) -> int:
     return int.from_bytes(buf[off:off + 2], "big")
 
 
+def _kept(wire: WireFrame) -> Source:
+    return wire.data, Kept(wire), None, {}
+
+
 def _completed(frame: bytes, vnet: VnetHdr, *issues: LayerVerdict) -> Source:
-    start, field = vnet.csum_start, vnet.csum_start + vnet.csum_offset
+    start = vnet.csum_start
     try:
         wire, total = completed(frame, start, vnet.csum_offset)
     except ValueError as err:
-        return WireFrame(frame, issues=issues + (_issue(str(err)),)), None, {}
-    return (WireFrame(wire, Completion(field, _u16(frame, field), _u16(wire, field)),
-                      issues=issues),
-            partial(complete_partial, frame, start, vnet.csum_offset), {start: total})
+        return _kept(WireFrame(frame, issues=issues + (_issue(str(err)),)))
+    made = Completed(start, vnet.csum_offset, issues) if issues else completed_at(
+        start, vnet.csum_offset)
+    return wire, made, frame, {start: (len(wire), total)}
 
 
 def _segmented(frame: bytes, vnet: VnetHdr, link: str, tunnels: UdpTunnels) -> Iterator[Source]:
@@ -123,15 +209,12 @@ def _segmented(frame: bytes, vnet: VnetHdr, link: str, tunnels: UdpTunnels) -> I
     except GsoUnsupported as err:
         issue = _issue(f"not segmented: {err}; checksums below are the super-packet's")
         yield (_completed(frame, vnet, issue) if vnet.needs_csum
-               else (WireFrame(frame, issues=(issue,)), None, {}))
+               else _kept(WireFrame(frame, issues=(issue,))))
         return
-    field = vnet.csum_start + vnet.csum_offset
-    before, name = _u16(frame, field), vnet.gso_name
+    made = Segmented(cut)
     for i in range(cut.count):
         seg, sums = cut.made(i)
-        yield (WireFrame(seg, Completion(field, before, _u16(seg, field)),
-                         Segment(i, cut.count, name, vnet.gso_size)),
-               partial(cut.segment, i), sums)
+        yield seg, made, i, sums
 
 
 def _located(frame: bytes, link: str, tunnels: UdpTunnels) -> WireFrame:

@@ -18,18 +18,31 @@ from .dissect import (
     dissect_with,
     udp_tunnels,
 )
-from .fast_path import judge
+from .fast_path import Layout, packed
 from .layer import LayerVerdict, Status
-from .nic import Completion, Remake, Segment, WireFrame, wire_sources
+from .nic import Completion, Made, Segment, Sums, wire_sources
 from .vnet_hdr import VnetHdr
 
+# PacketVerdict's fields a judged verdict makes when first read (``__getattr__``)
+MADE_WHEN_READ = frozenset({"frame", "layers", "headers", "completion", "segment"})
 
-@dataclass
-class PacketVerdict:
+
+class _Recipe:
+    """What a judged verdict keeps instead of its fields: how its frame was
+    made (``made``, None if as captured, and what it needs: ``detail``), the
+    wire value of the completed checksum and, when the fast path judged the
+    frame, its layout and values (``numbers``: values << 16 | that wire value),
+    and what dissecting it again takes."""
+    __slots__ = ("_made", "_detail", "_layout", "_numbers", "_link", "_tunnels")
+
+
+@dataclass(slots=True)
+class PacketVerdict(_Recipe):
     """A verdict from ``verify`` keeps how to make its frame (when it is not
-    the captured one) and its headers, not them: the segments of a GSO
-    super-packet would double the capture, and headers are for people, read
-    for few frames. Both are made when first read (headers then kept)."""
+    the captured one), its layers, completion, segment and headers, not them:
+    the segments of a GSO super-packet would double the capture, an object per
+    checksum would take more than the frame, and headers are for people, read
+    for few frames. Each is made when first read (layers and headers then kept)."""
     frame: bytes                      # the wire frame that was judged
     layers: list[LayerVerdict]
     headers: list[Header]
@@ -37,34 +50,64 @@ class PacketVerdict:
     segment: Optional[Segment] = None
 
     @classmethod
-    def _judged(cls, wire: WireFrame, layers: list[LayerVerdict], remake: Optional[Remake],
+    def _judged(cls, data: bytes, made: Optional[Made], detail: object, summed: Sums,
                 link: str, tunnels: UdpTunnels) -> "PacketVerdict":
         verdict = cls.__new__(cls)
-        verdict.layers, verdict.completion, verdict.segment = layers, wire.completion, wire.segment
-        if remake is None:
-            verdict.frame = wire.data
+        verdict._made, verdict._detail, verdict._link, verdict._tunnels = \
+            made, detail, link, tunnels
+        after = 0
+        if made is None:
+            verdict.frame, verdict.completion, verdict.segment = data, None, None
+        elif made.field is not None:
+            after = data[made.field] << 8 | data[made.field + 1]
+        issues = made.issues if made else ()
+        found = None if issues else packed(data, link, tunnels, summed)
+        if found is None:
+            verdict.layers = list(issues) + dissect_with(data, link, tunnels).layers
+            verdict._layout, verdict._numbers = None, after
         else:
-            verdict._remake = remake
-        verdict._link, verdict._tunnels = link, tunnels
+            verdict._layout, values = found
+            verdict._numbers = values << 16 | after
         return verdict
 
     def __getattr__(self, name: str):
-        """Only called for what is not set: a judged verdict's frame or headers."""
-        if name == "frame" and "_remake" in self.__dict__:
-            return self._remake()
-        if name == "headers" and "_link" in self.__dict__:
+        """Only called for a field not set: what a judged verdict makes when first read."""
+        if name not in MADE_WHEN_READ:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        if name == "frame":
+            return self._made.remake(self._detail)
+        if name == "completion":
+            return self._made.completion(self._detail, self._numbers & 0xFFFF)
+        if name == "segment":
+            return self._made.segment_of(self._detail)
+        if name == "layers":
+            self.layers = self._layout.layers(self._numbers >> 16)
+        else:
             self.headers = self._dissected_headers()
-            return self.headers
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return object.__getattribute__(self, name)
 
     def _dissected_headers(self) -> list[Header]:
         return dissect_with(self.frame, self._link, self._tunnels).headers
+
+    def _packed(self) -> Optional[Layout]:
+        """The fast path's layout while the layers are not made (then methods
+        make them for the caller and do not keep them)."""
+        try:
+            object.__getattribute__(self, "layers")
+        except AttributeError:
+            return self._layout
+        return None
+
+    def _layers(self) -> list[LayerVerdict]:
+        layout = self._packed()
+        return self.layers if layout is None else layout.layers(self._numbers >> 16)
 
     @property
     def ok(self) -> bool:
         """No checksum is wrong. Not "all verified": see ``unchecked``; pending
         quotes and zero tunnel checksums are not wrong either."""
-        return not self.invalid
+        layout = self._packed()
+        return layout.ok if layout is not None else not self.invalid
 
     @property
     def invalid(self) -> list[LayerVerdict]:
@@ -75,44 +118,56 @@ class PacketVerdict:
         return self.with_status(Status.NOT_CHECKABLE)
 
     def with_status(self, status: Status) -> list[LayerVerdict]:
-        return [v for v in self.layers if v.status is status]
+        layout = self._packed()
+        if layout is not None and status not in layout.statuses:
+            return []
+        return [v for v in self._layers() if v.status is status]
 
     def find(self, path: str) -> Optional[LayerVerdict]:
-        return next((v for v in self.layers if v.path == path), None)
+        return next((v for v in self._layers() if v.path == path), None)
 
     def layer(self, path: str) -> LayerVerdict:
         found = self.find(path)
         if found is None:
-            raise KeyError(f"no layer {path!r}; layers: {[v.path for v in self.layers]}")
+            raise KeyError(f"no layer {path!r}; layers: {[v.path for v in self._layers()]}")
         return found
 
     def summary(self) -> str:
         """One line, the wrong checksums first:
         ``INVALID outer UDP chksum wire=0xc067 correct=0xf612; VALID outer IPv4, ...``"""
-        text = layers_summary(self.layers)
-        if self.completion:
-            field = next((v for v in self.layers if v.offset == self.completion.offset), None)
-            text += (f" | completed pending csum at offset {self.completion.offset}"
+        layers = self._layers()
+        text = layers_summary(layers)
+        completion, segment = self.completion, self.segment
+        if completion:
+            field = next((v for v in layers if v.offset == completion.offset), None)
+            text += (f" | completed pending csum at offset {completion.offset}"
                      + (f" ({field.layer})" if field else ""))
-        if self.segment:
-            text += f" | {self.segment}"
+        if segment:
+            text += f" | {segment}"
         return text
+
+    def layers_summary(self) -> str:
+        """``summary()`` without what nslab did to the frame."""
+        return layers_summary(self._layers())
 
     def show(self) -> str:
         """A rendering close to scapy's ``show2()``, each checksum annotated:
         ``chksum    = 0xa60d  [valid]``."""
         lines = []
-        offload = [v for v in self.layers if v.path == "offload"]
-        if self.completion or self.segment or offload:
+        offload = [v for v in self._layers() if v.path == "offload"]
+        completion, segment = self.completion, self.segment
+        if completion or segment or offload:
             lines.append("###[ nslab ]###")
-            if self.completion:
-                lines.append(f"  {'completion':<10}= {self.completion}")
-            if self.segment:
-                lines.append(f"  {'segment':<10}= {self.segment}")
+            if completion:
+                lines.append(f"  {'completion':<10}= {completion}")
+            if segment:
+                lines.append(f"  {'segment':<10}= {segment}")
             lines += [f"  {'offload':<10}= {v.annotation()}" for v in offload]
         # a judged verdict's headers, made for this rendering and not kept
-        headers = (self.__dict__["headers"] if "headers" in self.__dict__
-                   else self._dissected_headers())
+        try:
+            headers = object.__getattribute__(self, "headers")
+        except AttributeError:
+            headers = self._dissected_headers()
         for h in headers:
             lines.append(f"###[ {h.name} ]###")
             indent = "  " + "   " * h.depth
@@ -155,11 +210,7 @@ def verify(frame: bytes, vnet: Optional[VnetHdr] = None, csum_not_ready: bool = 
     VXLAN and Geneve; ``tunnel_ports`` are other tunnels' (FOU, GUE, ...), not
     dissected. On all of them a zero UDP checksum over IPv6 is ZERO_TUNNEL."""
     tunnels = udp_tunnels(vxlan_ports, geneve_ports, tunnel_ports)
-    verdicts = []
-    for wire, remake, tails in wire_sources(frame, vnet, csum_not_ready, link, tunnels):
-        layers = judge(wire.data, link, tunnels, tails)
-        if layers is None:
-            layers = dissect_with(wire.data, link, tunnels).layers
-        verdicts.append(PacketVerdict._judged(wire, list(wire.issues) + layers, remake, link,
-                                              tunnels))
-    return verdicts
+    judged = PacketVerdict._judged
+    return [judged(data, made, detail, summed, link, tunnels)
+            for data, made, detail, summed in wire_sources(frame, vnet, csum_not_ready, link,
+                                                          tunnels)]
