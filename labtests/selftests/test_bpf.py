@@ -162,6 +162,22 @@ def test_an_included_header_is_part_of_the_key(tmp_path):
     assert not after.cache_hit and after.digest != before.digest
 
 
+def test_an_include_added_later_is_part_of_the_key(tmp_path):
+    """The dependency scan is remembered in the process and redone when a file it found
+    changed: a header that starts including another makes that one part of the key."""
+    src, header, more = tmp_path / "prog.c", tmp_path / "local.h", tmp_path / "more.h"
+    src.write_text('#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n#include "local.h"\n'
+                   'SEC("xdp") int verdict(struct xdp_md *ctx) { return VERDICT; }\n'
+                   'char LICENSE[] SEC("license") = "GPL";\n')
+    header.write_text("#define VERDICT 2\n")
+    more.write_text("#define UNUSED 1\n")
+    build(src, cache=tmp_path / "cache")
+    header.write_text('#include "more.h"\n#define VERDICT 2\n')
+    including = build(src, cache=tmp_path / "cache")
+    more.write_text("#define UNUSED 2\n")
+    assert build(src, cache=tmp_path / "cache").digest != including.digest
+
+
 def test_compile_error_names_the_first_error(tmp_path):
     src = tmp_path / "broken.c"
     src.write_text("int f(void) { return undeclared_thing; }\n")

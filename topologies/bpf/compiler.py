@@ -16,6 +16,7 @@ object the suite uses before a slow VM boots.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -161,13 +162,36 @@ def _run_clang(argv: list[str], source: Path, what: str) -> subprocess.Completed
     return proc
 
 
+# (source, flags) -> (its dependencies, their modification stamps) in this process
+_scanned: dict[tuple[str, tuple[str, ...]], tuple[list[Path], list[tuple[int, int]]]] = {}
+
+
+def _stamps(paths: list[Path]) -> list[tuple[int, int]]:
+    out = []
+    for path in paths:
+        st = path.stat()
+        out.append((st.st_mtime_ns, st.st_size))
+    return out
+
+
 def dependencies(source: Path, flags: list[str]) -> list[Path]:
-    """Every file the preprocessor reads for ``source`` (``clang -M``), source first."""
+    """Every file the preprocessor reads for ``source`` (``clang -M``), source first.
+    Scanned again only when one of them changed since this process last scanned
+    (a new ``#include`` changes the file that has it): a suite builds the same
+    program for many tests."""
+    key = (str(source), tuple(flags))
+    known = _scanned.get(key)
+    if known is not None:
+        with contextlib.suppress(OSError):
+            if _stamps(known[0]) == known[1]:
+                return known[0]
     proc = _run_clang([clang(), *flags, "-M", str(source)], source, "dependency scan of")
     # Make syntax: "target: dep dep \<newline> dep ..."; paths here have no spaces.
     text = proc.stdout.replace("\\\n", " ")
     _target, _, deps = text.partition(":")
-    return [Path(p) for p in shlex.split(deps)]
+    found = [Path(p) for p in shlex.split(deps)]
+    _scanned[key] = (found, _stamps(found))
+    return found
 
 
 def digest_of(source: Path, flags: list[str]) -> str:
