@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Mapping, Optional
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import LabError
-from . import ifflags, offloads
+from . import offloads, rtnl
 
 if TYPE_CHECKING:
     from .node import Node
@@ -38,6 +38,10 @@ class Iface:
             self._index = self.node.ifindex(self.name)
         return self._index
 
+    def cache_index(self, index: int) -> None:
+        """Remember the ifindex a kernel message gave (spares the lookup)."""
+        self._index = index
+
     def _set(self, **attrs) -> "Iface":
         # By name when the index is not known yet: the kernel resolves it (one round trip).
         where = {"index": self._index} if self._index else {"ifname": self.name}
@@ -48,7 +52,10 @@ class Iface:
         return self
 
     def up(self) -> "Iface":
-        self.node.call(ifflags.set_up, self.name)
+        try:
+            self.node.rtnl.set_up(self.name)
+        except NetlinkError as exc:
+            raise LabError(f"{self}: set up: {exc.args[1]}") from None
         return self
 
     def down(self) -> "Iface":
@@ -87,11 +94,12 @@ class Iface:
     def add_addr(self, cidr: str) -> "Iface":
         """Add ``addr/len`` (IPv4 or IPv6; IPv6 skips duplicate address detection)."""
         iface = ipaddress.ip_interface(cidr)
-        spec = dict(index=self.index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-        if iface.version == 6:
-            spec.update(family=socket.AF_INET6, flags=IFA_F_NODAD)
+        family = socket.AF_INET6 if iface.version == 6 else socket.AF_INET
+        request = rtnl.address_request(self.index, family, iface.ip.packed,
+                                       iface.network.prefixlen,
+                                       IFA_F_NODAD if iface.version == 6 else 0)
         try:
-            self.node.ipr.addr("add", **spec)
+            self.node.rtnl.add_address(request)
         except NetlinkError as exc:
             raise LabError(f"{self}: address {cidr}: {exc.args[1]}") from None
         if iface.version == 6:

@@ -1,8 +1,5 @@
-"""Interface flags by ioctl, for the calling thread's namespace.
-
-Cheaper than a netlink round trip through pyroute2 (tens of microseconds);
-used on a node's thread for the hot steps of building a lab.
-"""
+"""Interface flags by ioctl, in the calling thread's namespace: the cheapest way
+to bring a device up where a netlink socket is not at hand (a node's loopback)."""
 from __future__ import annotations
 
 import fcntl
@@ -10,7 +7,7 @@ import socket
 import struct
 
 SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
-IFF_UP, IFF_RUNNING = 0x1, 0x40
+IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 _IFREQ = struct.Struct("16sH14x")
 
 
@@ -24,8 +21,3 @@ def set_up(ifname: str) -> None:
         flags = _IFREQ.unpack(fcntl.ioctl(sock, SIOCGIFFLAGS,
                                           _IFREQ.pack(ifname.encode(), 0)))[1]
         fcntl.ioctl(sock, SIOCSIFFLAGS, _IFREQ.pack(ifname.encode(), flags | IFF_UP))
-
-
-def running(ifname: str) -> bool:
-    """IFF_RUNNING: the link watcher has set the operational state UP."""
-    return bool(get(ifname) & IFF_RUNNING)

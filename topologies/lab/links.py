@@ -6,20 +6,20 @@ on interface names.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import os
+import select
 import time
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Optional, Tuple
 
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import LabError, Unsupported
-from . import ifflags, netns
+from . import ifflags, netns, rtnl
 from . import netkit as _netkit
 from .iface import Iface
-
-IFF_UP = 0x1
 
 if TYPE_CHECKING:
     from .node import Node
@@ -29,9 +29,10 @@ def _netns_fd(node: "Node") -> int:
     return os.open(netns.path_of(node.netns), os.O_RDONLY)
 
 
-def _create(node: "Node", ifname: str, kind: str, **spec) -> Iface:
+def _create(node: "Node", ifname: str, kind: str, add: Callable[[], None]) -> Iface:
+    """Run ``add`` (the request that makes the link) and register the link's undo."""
     try:
-        node.ipr.link("add", ifname=ifname, kind=kind, **spec)
+        add()
     except NetlinkError as exc:
         if exc.code == errno.EOPNOTSUPP:
             raise Unsupported(f"kernel {os.uname().release} has no {kind} link kind "
@@ -40,6 +41,11 @@ def _create(node: "Node", ifname: str, kind: str, **spec) -> Iface:
     iface = Iface(node, ifname)
     node.lab.defer_within(_delete_link, node, ifname, what=f"{kind} {ifname} in {node.name}")
     return iface
+
+
+def _create_with_pyroute2(node: "Node", ifname: str, kind: str, **spec) -> Iface:
+    return _create(node, ifname, kind,
+                   lambda: node.ipr.link("add", ifname=ifname, kind=kind, **spec))
 
 
 def _delete_link(node: "Node", ifname: str) -> None:
@@ -52,43 +58,116 @@ def _delete_link(node: "Node", ifname: str) -> None:
 
 def veth(a: "Node", a_name: str, b: "Node", b_name: str, *,
          mtu: Optional[int] = None, up: bool = True) -> Tuple[Iface, Iface]:
-    """A veth pair with one end in each node."""
+    """A veth pair with one end in each node, made in one request (the peer
+    straight into b); with ``up``, returns once both ends are operational."""
     fd = _netns_fd(b)
-    state = IFF_UP if up else 0
     try:
-        # This end comes up with the creation itself (ifinfomsg flags).
-        spec = {"peer": {"ifname": b_name, "net_ns_fd": fd}, "flags": state, "change": IFF_UP}
-        if mtu:
-            spec["mtu"] = mtu
-            spec["peer"]["mtu"] = mtu
-        end_a = _create(a, a_name, "veth", **spec)
+        with LinkWatch(a, b) if up else contextlib.nullcontext() as watch:
+            # This end comes up with the creation itself (ifinfomsg flags).
+            request = rtnl.veth_request(a_name, b_name, fd, up=up, mtu=mtu)
+            end_a = _create(a, a_name, "veth", lambda: a.rtnl.add_link(request))
+            end_b = Iface(b, b_name)
+            a.veth_peers[a_name], b.veth_peers[b_name] = end_b, end_a
+            if up:
+                end_b.up()
+                watch.wait_operational(end_a, end_b)
     finally:
         os.close(fd)
-    end_b = Iface(b, b_name)
-    a.veth_peers[a_name], b.veth_peers[b_name] = end_b, end_a
-    if up:
-        b.call(ifflags.set_up, b_name)
-        wait_operational(end_a, end_b)
     return end_a, end_b
 
 
-def wait_operational(*ends: Iface, timeout: float = 5.0) -> None:
-    """Wait until the kernel's link watcher has brought each end up: before
-    that the qdisc is still the no-op one and the first packets are dropped
-    (it runs on a workqueue, which a loaded machine delays).
+class LinkWatch:
+    """The link notifications of some nodes, subscribed before a change (the
+    creation of a link, bringing it up), so none can slip past the wait.
 
-    IFF_RUNNING (an ioctl, no lock) shows the operational state, which the
-    link watcher sets just before it activates the qdisc, both under RTNL; a
-    no-op SIOCSIFFLAGS afterwards takes RTNL too, so it returns only once the
-    activation is done."""
-    deadline = time.monotonic() + timeout
-    for end in ends:
-        while not end.node.call(ifflags.running, end.name):
-            if time.monotonic() > deadline:
-                raise LabError(f"{end} did not become operational in {timeout}s")
-            time.sleep(0.0002)
-    for end in ends[:1]:
+    Without waiting, the first packets are dropped: an end opened before its
+    peer has no carrier yet, and its qdisc is activated later by the kernel's
+    link watcher (a workqueue, which a loaded machine delays). The kernel
+    announces every end that is up with carrier only after its activation."""
+
+    def __init__(self, *nodes: "Node"):
+        # One order for every watch: two watches over the same nodes cannot deadlock.
+        unique = {id(n.link_events): n.link_events for n in nodes}
+        self._events = [unique[key] for key in sorted(unique)]
+
+    def __enter__(self) -> "LinkWatch":
+        with contextlib.ExitStack() as undo:
+            for events in self._events:
+                events.lock.acquire()
+                undo.callback(events.lock.release)
+                events.subscribe()
+                undo.callback(events.unsubscribe)
+            undo.pop_all()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for events in reversed(self._events):
+            events.unsubscribe()
+            events.lock.release()
+
+    def wait_operational(self, *ends: Iface, timeout: float = 5.0,
+                         ask_first: bool = False) -> None:
+        """Wait for each end's announcement; ``ask_first``: the ends may have
+        been announced before this watch began, ask the kernel first."""
+        pending = {(id(end.node.link_events), end.name): end for end in ends}
+        if ask_first:
+            _drop_settled(pending)
+        poller = select.poll()   # not select(): a busy process may hold fds above 1024
+        by_fd = {events.fileno(): events for events in self._events}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + timeout
+        while pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LabError(f"{', '.join(map(str, pending.values()))} did not become "
+                               f"operational in {timeout}s")
+            for fd, _ in poller.poll(remaining * 1000):
+                events = by_fd[fd]
+                try:
+                    messages = events.read()
+                except OSError as exc:
+                    if exc.errno != errno.ENOBUFS:
+                        raise
+                    _drop_settled(pending)   # announcements were lost: ask instead
+                    continue
+                for msg in messages:
+                    _note(pending, id(events), msg)
+
+
+def _note(pending: dict, events_id: int, msg: rtnl.LinkMessage) -> None:
+    end = pending.get((events_id, msg.ifname))
+    if end is None:
+        return
+    if msg.type == rtnl.RTM_DELLINK:
+        raise LabError(f"{end} was deleted while waiting for it to become operational")
+    end.cache_index(msg.index)   # announced anyway: spares a lookup later
+    if msg.operational:
+        del pending[(events_id, msg.ifname)]
+
+
+def _drop_settled(pending: dict) -> None:
+    """Drop the ends the kernel reports up with carrier and an activated qdisc.
+    The report may be read while the activation is still under way (RTNL held):
+    a no-op flags change takes RTNL too, so it returns once that is done."""
+    settled = []
+    for key, end in list(pending.items()):
+        try:
+            state = end.node.rtnl.link(end.name)
+        except NetlinkError as exc:
+            raise LabError(f"{end}: {exc.args[1]}") from None
+        end.cache_index(state.index)
+        if state.operational and state.qdisc not in (None, "noop"):
+            settled.append(end)
+            del pending[key]
+    for end in settled:
         end.node.call(ifflags.set_up, end.name)   # the RTNL barrier
+
+
+def wait_operational(*ends: Iface, timeout: float = 5.0) -> None:
+    """Wait until each end (brought up earlier) is operational."""
+    with LinkWatch(*(end.node for end in ends)) as watch:
+        watch.wait_operational(*ends, timeout=timeout, ask_first=True)
 
 
 def vxlan(node: "Node", ifname: str, *, vni: int, local: str, remote: str, underlay: str,
@@ -106,7 +185,7 @@ def vxlan(node: "Node", ifname: str, *, vni: int, local: str, remote: str, under
         spec.update(vxlan_local=local, vxlan_group=remote, vxlan_udp_csum=int(udpcsum))
     if mtu:
         spec["mtu"] = mtu
-    dev = _create(node, ifname, "vxlan", **spec)
+    dev = _create_with_pyroute2(node, ifname, "vxlan", **spec)
     if up:
         dev.up()
     return dev
@@ -133,12 +212,13 @@ def netkit(primary: "Node", primary_name: str, peer: "Node", peer_name: str, *,
     try:
         spec = _netkit.link_spec(peer_name, fd, mode=mode, policy=policy,
                                  peer_policy=peer_policy, scrub=scrub, peer_scrub=peer_scrub)
-        end_primary = _create(primary, primary_name, "netkit", **spec)
+        with LinkWatch(primary, peer) if up else contextlib.nullcontext() as watch:
+            end_primary = _create_with_pyroute2(primary, primary_name, "netkit", **spec)
+            end_peer = Iface(peer, peer_name)
+            if up:
+                end_primary.up()
+                end_peer.up()
+                watch.wait_operational(end_primary, end_peer)
     finally:
         os.close(fd)
-    end_peer = Iface(peer, peer_name)
-    if up:
-        end_primary.up()
-        end_peer.up()
-        wait_operational(end_primary, end_peer)
     return end_primary, end_peer

@@ -117,9 +117,11 @@ class NamespaceThread:
     """A worker thread living inside one namespace; ``call`` runs work there.
 
     ``create=True`` makes the namespace from this very thread (one thread per
-    node instead of two)."""
+    node instead of two). ``setup`` is the first work inside; its result is
+    kept as ``setup_result`` (one hand-over to the thread instead of two)."""
 
-    def __init__(self, name: str, *, create: bool = False):
+    def __init__(self, name: str, *, create: bool = False,
+                 setup: Callable[[], Any] = lambda: None):
         self.name = name
         if create:
             path = _reserve(name)
@@ -129,7 +131,8 @@ class NamespaceThread:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ns-{name}",
                                         initializer=init, initargs=args)
         try:
-            self.call(lambda: None)   # the initializer has run: the namespace exists
+            # The initializer has run before it: the namespace exists.
+            self.setup_result = self.call(setup)
         except BaseException:
             self._pool.shutdown(wait=True)
             if create:

@@ -12,7 +12,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import LabError
-from . import ifflags, netns, snmp
+from . import ifflags, netns, rtnl, snmp
 from .iface import Iface
 
 if TYPE_CHECKING:
@@ -30,14 +30,18 @@ NODE_SYSCTLS = {
 }
 
 
-def _prepare_inside() -> int:
-    """On the node's thread, in one go: sysctls, loopback up, and the netlink
-    socket for pyroute2 (returned as a bare fd)."""
+def _prepare_inside() -> tuple[rtnl.Rtnl, rtnl.LinkEvents]:
+    """On the node's thread, in one go: sysctls, loopback up, and the bare
+    rtnetlink sockets of the namespace."""
     for key, value in NODE_SYSCTLS.items():
         with open(_sysctl_path(key), "w") as f:
             f.write(value)
     ifflags.set_up("lo")
-    return _netlink_socket()
+    return _open_sockets()
+
+
+def _open_sockets() -> tuple[rtnl.Rtnl, rtnl.LinkEvents]:
+    return rtnl.Rtnl.here(), rtnl.LinkEvents.here()
 
 
 def _netlink_socket() -> int:
@@ -63,17 +67,34 @@ class Node:
         self.veth_peers: dict[str, Iface] = {}   # ifname → the other end, for veths made here
         self.netns = existing or f"{lab.prefix}-{name}"
         try:
-            self._thread = netns.NamespaceThread(self.netns, create=existing is None)
+            self._thread = netns.NamespaceThread(
+                self.netns, create=existing is None,
+                setup=_prepare_inside if existing is None else _open_sockets)
         except BrokenExecutor as exc:
             raise LabError(f"cannot {'enter' if existing else 'create'} namespace "
                            f"{self.netns}: {exc.__cause__ or exc}") from None
         if existing is None:
             lab.defer(netns.remove, self.netns, what=f"namespace {self.netns}")
         lab.defer(self._thread.close, what=f"thread in {self.netns}")
-        fd = self.call(_prepare_inside if existing is None else _netlink_socket)
-        # flags=0: never let a typo create a namespace behind our back.
-        self.ipr = IPRoute(fileno=fd, flags=0)
-        lab.defer(self.ipr.close, what=f"netlink socket of {self.netns}")
+        self.rtnl, self.link_events = self._thread.setup_result
+        self._ipr: Optional[IPRoute] = None
+        # Same place on the stack as when ipr was made here: undos registered
+        # later may still use it.
+        lab.defer(self._close_sockets, what=f"netlink sockets of {self.netns}")
+
+    @property
+    def ipr(self) -> IPRoute:
+        """Made on first use (0.2 ms, and many labs never need it)."""
+        if self._ipr is None:
+            # flags=0: never let a typo create a namespace behind our back.
+            self._ipr = IPRoute(fileno=self.call(_netlink_socket), flags=0)
+        return self._ipr
+
+    def _close_sockets(self) -> None:
+        self.rtnl.close()
+        self.link_events.close()
+        if self._ipr is not None:
+            self._ipr.close()
 
     def __repr__(self) -> str:
         return f"Node({self.name!r}, netns={self.netns!r})"
@@ -137,8 +158,8 @@ class Node:
 
     def ifindex(self, name: str) -> int:
         try:
-            return self.call(socket.if_nametoindex, name)   # an ioctl: cheaper than netlink
-        except OSError:
+            return self.rtnl.link(name).index   # bare netlink: no hop to the node's thread
+        except NetlinkError:
             raise LabError(f"no device {name!r} in node {self.name}") from None
 
     def add_route(self, dst: str, *, via: Optional[str] = None, dev: Optional[str] = None,
