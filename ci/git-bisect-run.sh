@@ -53,12 +53,13 @@ for tool in "$nslab_root/.venv/bin/vng" "$nslab_root/.venv/bin/nslab" "$python";
 done
 timeout=${NSLAB_BISECT_TIMEOUT:-900}
 [[ "$timeout" =~ ^[1-9][0-9]*$ ]] || misuse "NSLAB_BISECT_TIMEOUT=$timeout: seconds, more than 0"
+# The build's settings and tools (ci/build-kernel.sh checks them, building nothing);
+# before the collection, which takes a Python and pytest's start.
+settings=$("$nslab_root/ci/build-kernel.sh" --check 2>&1) || misuse "${settings#build-kernel: }"
 # An id pytest does not collect would make every commit untestable, hours later.
 collected=$(cd "$nslab_root" && "$python" -m pytest --collect-only -q -p no:cacheprovider \
             "$test_id" 2>/dev/null | grep -c '::')
 [ "$collected" = 1 ] || misuse "$test_id: the suite collects no such test (pytest --collect-only)"
-# The build's settings and tools (ci/build-kernel.sh checks them, building nothing).
-settings=$("$nslab_root/ci/build-kernel.sh" --check 2>&1) || misuse "${settings#build-kernel: }"
 
 step_dir="$tree/.nslab-bisect"
 mkdir -p "$step_dir"
