@@ -111,8 +111,8 @@ import sys
 from topologies.cli import run
 from topologies.cli.main import main
 run.TESTS = sys.argv[1]
-sys.exit(main(["run", "-n", "1", *sys.argv[2:]]))
-"""
+sys.exit(main(["run", "-n", "0", *sys.argv[2:]]))
+"""   # -n 0: pytest in one process; what is tested is the run's verdict, not its workers
 STAND_IN_SUITE = {
     "test_vxlan_overlay.py": """
         import pytest
@@ -160,7 +160,7 @@ def test_run_allow_skips_accepts_a_scenario_that_did_not_run(root_required, tmp_
 
 
 def test_run_that_selects_nothing_fails_with_a_clear_line(root_required, tmp_path):
-    result = nslab("run", "--scenario", "lb_snat", "-n", "1", "-k", "no_such_variant_anywhere",
+    result = nslab("run", "--scenario", "lb_snat", "-n", "0", "-k", "no_such_variant_anywhere",
                    "--results", str(tmp_path))
     assert result.returncode == 5, result.stdout[-2000:]
     assert "nslab run: no test was selected (pytest exit 5): -k 'no_such_variant_anywhere' " \
