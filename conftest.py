@@ -2,3 +2,14 @@
 (``topologies/pytest_plugin.py``, registered by the ``pytest11`` entry point when
 nslab is installed, as ``ci/setup.sh`` does): the same plugin users get.
 """
+import os
+
+# Workers per CPU for ``-n auto``. Most of this suite waits on the kernel and on
+# child processes (an answer, a counted drop, a lab command, a nested run) rather
+# than computing: at one worker per core the scenario files kept the CPUs a third
+# busy. benchmarks/suite_time.py measures the choice.
+WORKERS_PER_CPU = 2
+
+
+def pytest_xdist_auto_num_workers(config):
+    return WORKERS_PER_CPU * len(os.sched_getaffinity(0))
