@@ -96,6 +96,7 @@ _prog_get_fd_by_id = bind("bpf_prog_get_fd_by_id", _int, _u32)
 _prog_get_next_id = bind("bpf_prog_get_next_id", _int, _u32, _c.POINTER(_u32))
 _obj_get_info_by_fd = bind("bpf_obj_get_info_by_fd", _int, _int, _vp, _c.POINTER(_u32))
 _prog_load = bind("bpf_prog_load", _int, _int, _cp, _cp, _vp, _sz, _vp)
+_raw_tp_open = bind("bpf_raw_tracepoint_open", _int, _cp, _int)
 _vsnprintf = _libc.vsnprintf
 _vsnprintf.restype, _vsnprintf.argtypes = _int, [_vp, _sz, _cp, _vp]
 _syscall = _libc.syscall
@@ -424,6 +425,15 @@ class _ProgInfoHead(_c.Structure):
                 ("jited_prog_insns", _c.c_uint64), ("xlated_prog_insns", _c.c_uint64),
                 ("load_time", _c.c_uint64), ("created_by_uid", _u32), ("nr_map_ids", _u32),
                 ("map_ids", _c.c_uint64), ("name", _c.c_char * 16)]
+
+
+def raw_tracepoint_open(name: str, prog_fd: int) -> int:
+    """Attach a raw tracepoint program to tracepoint ``name``; close the returned
+    fd to detach it."""
+    fd = _raw_tp_open(name.encode(), prog_fd)
+    if fd < 0:
+        raise LabError(f"attaching to raw tracepoint {name}: {strerror(fd)}")
+    return fd
 
 
 def prog_id(fd: int) -> int:

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sysconfig
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,7 +22,6 @@ from ..paths import IN_CHECKOUT, PROJECT_ROOT
 # installed from a wheel) the Debian packages it would install.
 SETUP = (f"bash {PROJECT_ROOT / 'ci' / 'setup.sh'}" if IN_CHECKOUT else
          "apt-get install clang llvm libbpf-dev iproute2 iptables nftables ethtool")
-DEBIAN_BCC = "/usr/lib/python3/dist-packages/bcc"
 CAPS = {"CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_SYS_ADMIN": 21, "CAP_BPF": 39}
 
 
@@ -179,27 +177,11 @@ def check_ethtool() -> Check:
                  "the command is for people)", "apt-get install ethtool")
 
 
-def bcc_fix() -> str:
-    """Debian's bcc (python3-bpfcc) is not on PyPI: a venv sees it through a link."""
-    if IN_CHECKOUT:
-        return f"apt-get install python3-bpfcc, then {SETUP}"
-    site = sysconfig.get_paths()["purelib"]
-    return (f"apt-get install python3-bpfcc, then ln -s {DEBIAN_BCC} {site}/bcc "
-            f"(the drop-reason monitor is optional: nothing else needs it)")
-
-
-def check_bcc() -> Check:
-    try:
-        import bcc  # noqa: F401  (Debian's python3-bpfcc, linked into the venv)
-    except ImportError as exc:
-        return Check("bcc", False, f"not importable: {exc}",
-                     bcc_fix())
-    build = f"/lib/modules/{os.uname().release}/build"
-    if not os.path.exists(build):
-        return Check("bcc", False, f"importable, but no kernel headers at {build}",
-                     f"apt-get install linux-headers-{os.uname().release}" +
-                     (f" (or {SETUP})" if IN_CHECKOUT else ""))
-    return Check("bcc", True, f"importable; headers {os.path.realpath(build)}")
+def check_drop_monitor() -> Check:
+    from ..capture.drop_reasons import DropMonitor
+    why = DropMonitor.unavailable()
+    return Check("drop reasons", why is None, why or "kfree_skb reasons by a BPF program",
+                 "optional: nothing else needs it")
 
 
 def run_checks() -> list[Check]:
@@ -207,7 +189,7 @@ def run_checks() -> list[Check]:
     if checks[0].ok:
         checks.extend(_scratch_lab_checks())
     checks += [check_btf(), check_tracefs(), check_clang(), check_libbpf(), check_iptables(),
-               check_ethtool(), check_bcc()]
+               check_ethtool(), check_drop_monitor()]
     return checks
 
 
