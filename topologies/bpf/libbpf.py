@@ -148,9 +148,9 @@ def _on_libbpf_print(level: int, fmt: bytes, ap: int) -> int:
 def captured_log() -> Iterator[list[str]]:
     """Collect libbpf's messages on this thread for the duration of the block.
 
-    The print callback is libbpf's one global: bcc (the drop-reason monitor)
-    shares libbpf.so.1 and installs its own whenever it loads a program, so
-    ours is (re)installed for the block and the previous one put back."""
+    The print callback is libbpf's one global, and other users of libbpf.so.1
+    in the process (bcc, for one) install their own whenever they load a
+    program: ours is (re)installed for the block and the previous one put back."""
     previous = getattr(_capture, "lines", None)
     _capture.lines = lines = []
     previous_print = _set_print(_c.cast(_on_libbpf_print, _vp))
