@@ -11,12 +11,13 @@ import time
 
 from .. import scenarios
 from ..errors import LabError
-from ..lab import netns
+from ..lab import netns, pidfd
 from ..lab.names import LAB_NAME_RULE, check_name
 from ..lab.owner import OwnerRecord, all_records
 from .run import check_output_file
 
 UP_TIMEOUT = 60
+KEEPER_BOUND = 30   # s for a keeper to remove its lab on nslab down (it takes ms)
 
 
 def _live_names() -> set[str]:
@@ -106,14 +107,14 @@ def cmd_down(args) -> int:
         # A test's lab: its owner is a pytest worker, which a SIGTERM would stop.
         raise LabError(f"lab {args.lab} ({record.prefix}) belongs to running pid {record.pid}, "
                        f"not a keeper: it goes when that process ends")
-    if record.owner_alive():
-        os.kill(record.pid, signal.SIGTERM)   # the keeper this lab's record names
-        deadline = time.monotonic() + 30
-        while os.path.exists(record.path) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if os.path.exists(record.path):
-            raise LabError(f"lab {args.lab}: keeper pid {record.pid} did not finish in 30 s")
-    else:
+    with pidfd.opened([record.pid]) as keeper:
+        # Checked with the pidfd open: the pid names the keeper, not a reuse of it.
+        if keeper and record.owner_alive():
+            pidfd.send(keeper, signal.SIGTERM)   # it removes its lab, then exits
+            if not pidfd.wait_exit(keeper, KEEPER_BOUND):
+                raise LabError(f"lab {args.lab}: keeper pid {record.pid} did not finish "
+                               f"in {KEEPER_BOUND} s")
+    if os.path.exists(record.path):   # no keeper, or it died before removing its lab
         remove_lab(record)
     print(f"lab {record.name or record.prefix} is down")
     return 0

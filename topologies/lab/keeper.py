@@ -10,27 +10,38 @@ stdout, then waits: SIGTERM (``nslab down``) or SIGINT removes the lab.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import select
 import signal
 import sys
-import time
 
 from .owner import all_records, process_start_time
 from .sweep import remove_lab
 
 
 def wait_for_signal() -> None:
-    """Until SIGTERM or SIGINT; SIGHUP is ignored (the keeper outlives its terminal)."""
+    """Until SIGTERM or SIGINT; SIGHUP is ignored (the keeper outlives its terminal).
+    The signal wakes the wait (a wakeup fd, written whichever thread it reaches)."""
     stop = {"now": False}
 
     def on_signal(signum, _frame):
         stop["now"] = True
+    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    previous = signal.set_wakeup_fd(write_end)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    while not stop["now"]:
-        time.sleep(0.2)
+    try:
+        while not stop["now"]:
+            select.select([read_end], [], [])
+            with contextlib.suppress(BlockingIOError):
+                os.read(read_end, 512)
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(read_end)
+        os.close(write_end)
 
 
 def detach_stdio() -> None:

@@ -15,11 +15,10 @@ import contextlib
 import fcntl
 import os
 import signal
-import time
 from dataclasses import dataclass, field
 
-from . import netns, session
-from .owner import RECORD_DIR, OwnerRecord, all_records, process_alive
+from . import netns, pidfd, session
+from .owner import RECORD_DIR, OwnerRecord, all_records
 
 
 @dataclass
@@ -49,15 +48,12 @@ def _pids_in_namespace(ino: int) -> list[int]:
 
 
 def _stop(pids: list[int], grace: float = 2.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(process_alive(p) for p in pids):
-            time.sleep(0.02)
+    """SIGTERM, then SIGKILL for what is left ``grace`` seconds later."""
+    with pidfd.opened(pids) as fds:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            pidfd.send(fds, sig)
+            if pidfd.wait_exit(fds, grace):
+                return
 
 
 def _stop_owner(record: OwnerRecord) -> None:
