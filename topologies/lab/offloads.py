@@ -69,11 +69,11 @@ def set_features(node: "Node", ifname: str, settings: Mapping[str, bool]) -> dic
     an offload is off while the kernel keeps it on.
     """
     tool = _ethtool(node)
-    before = get_features(node, ifname)
-    wanted = expand(settings, {n: bool(f.available) for n, f in _read(node, ifname).items()})
+    feats = node.call(tool.get_features, ifname)    # one read: state and what can change
+    before = {name: bool(f.enable) for name, f in feats.features.items()}
+    wanted = expand(settings, {name: bool(f.available) for name, f in feats.features.items()})
 
     def apply():
-        feats = tool.get_features(ifname)
         for name, on in wanted.items():
             feats.features[name].enable = on
         tool.set_features(ifname, feats)
