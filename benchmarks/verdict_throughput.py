@@ -8,7 +8,8 @@ wire frames (from the pcapng nslab writes). Each case runs in a process of its
 own: peak RSS is per process.
 
     sudo .venv/bin/python benchmarks/verdict_throughput.py [--mib 50] [--cases all]
-    sudo .venv/bin/python benchmarks/verdict_throughput.py --mib 1024 --cases tso-off-ipv4 --no-tshark
+    sudo .venv/bin/python benchmarks/verdict_throughput.py --mib 1024 --cases tso-off-ipv4 \
+        --no-tshark
 
 Cases: TSO on/off × IPv4/IPv6, and VXLAN (IPv4 underlay). Goal (issue 16):
 >= 100,000 frames/s on one core, peak memory <= 2x the captured bytes.

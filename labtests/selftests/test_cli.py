@@ -32,7 +32,8 @@ def test_doctor_reports_every_check_and_passes_here(root_required):
     result = nslab("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("root", "capabilities", "kernel", "vxlan", "netkit", "clsact", "tcx",
-                 "xdp on veth", "BTF", "tracefs", "clang", "libbpf", "firewall tools", "drop reasons"):
+                 "xdp on veth", "BTF", "tracefs", "clang", "libbpf", "firewall tools",
+                 "drop reasons"):
         assert f" {name} " in result.stdout, name
     # Whatever is missing comes with its fix.
     lines = result.stdout.splitlines()

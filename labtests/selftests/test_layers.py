@@ -146,7 +146,8 @@ def test_every_subpackage_says_what_it_is_and_exports_its_face():
         doc = ast.get_docstring(tree)
         summary = (doc or "").strip().split("\n\n")[0]
         assert summary and len(summary.splitlines()) <= 3, f"{init}: say in 1-3 lines what it is"
-        exported = [n for n in tree.body if isinstance(n, ast.Assign) and "__all__" in names_bound(n)]
+        exported = [n for n in tree.body
+                    if isinstance(n, ast.Assign) and "__all__" in names_bound(n)]
         assert exported, f"{init}: no __all__"
 
 

@@ -14,6 +14,7 @@ LAB_NAME_RULE = "1-63 characters: letters, digits, '_', '.', '-', starting with 
 def check_name(name: str) -> str:
     """``name`` if it follows the lab-name rule, else a one-line LabError."""
     if not isinstance(name, str) or not LAB_NAME.match(name):
-        shown = repr(name) if len(str(name)) <= 40 else f"{str(name)[:20]!r}... ({len(name)} characters)"
+        shown = (repr(name) if len(str(name)) <= 40
+                 else f"{str(name)[:20]!r}... ({len(name)} characters)")
         raise LabError(f"bad lab name {shown}: {LAB_NAME_RULE}")
     return name

@@ -163,6 +163,8 @@ def _ipv6(walk: _Walk, off: int, end: int, nesting: int, prefix: str) -> bool:
     declared_end = off + 40 + plen
     return _l4(walk, buf[off + 6], off + 40, declared_end, min(end, declared_end), addresses,
                nesting, prefix)
+
+
 def _l4(walk: _Walk, proto: int, off: int, end: int, avail_end: int, addresses: int,
         nesting: int, prefix: str) -> bool:
     """TCP or UDP whose bytes are all here; ``addresses``: the pseudo-header's
@@ -189,4 +191,3 @@ def _l4(walk: _Walk, proto: int, off: int, end: int, avail_end: int, addresses: 
         return False
     walk.encapsulated = True
     return _ether(walk, off + 16, off + ulen, nesting + 1, prefix + "vxlan/")
-
