@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Tuple
 from pyroute2.netlink.exceptions import NetlinkError
 
 from ..errors import LabError, Unsupported
-from . import ifflags, netns, rtnl
+from . import ifflags, netns, rtnl, wakeup
 from . import netkit as _netkit
 from .iface import Iface
 
@@ -118,11 +118,11 @@ class LinkWatch:
             poller.register(fd, select.POLLIN)
         deadline = time.monotonic() + timeout
         while pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            ready = wakeup.readable(poller, deadline)
+            if ready is None:
                 raise LabError(f"{', '.join(map(str, pending.values()))} did not become "
                                f"operational in {timeout}s")
-            for fd, _ in poller.poll(remaining * 1000):
+            for fd in ready:
                 events = by_fd[fd]
                 try:
                     messages = events.read()

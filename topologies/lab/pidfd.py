@@ -13,6 +13,8 @@ import signal
 import time
 from typing import Iterable, Iterator
 
+from . import wakeup
+
 
 @contextlib.contextmanager
 def opened(pids: Iterable[int]) -> Iterator[list[int]]:
@@ -43,10 +45,10 @@ def wait_exit(fds: Iterable[int], timeout: float) -> bool:
         poller.register(fd, select.POLLIN)
     deadline = time.monotonic() + timeout
     while left:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        ready = wakeup.readable(poller, deadline)
+        if ready is None:
             return False
-        for fd, _event in poller.poll(remaining * 1000):
+        for fd in ready:
             left.discard(fd)
             poller.unregister(fd)
     return True

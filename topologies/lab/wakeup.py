@@ -1,9 +1,23 @@
-"""A descriptor ``select`` waits on beside a socket, so that a thread serving or
-capturing sleeps until traffic or its stop — never a polling interval that every
-stop would wait out."""
+"""Waiting on descriptors, never on a polling interval: a descriptor ``select``
+waits on beside a socket, so that a thread serving or capturing sleeps until
+traffic or its stop; and a poll bounded by a deadline, for waits that end on a
+kernel event (a link announced, a process gone).
+"""
 from __future__ import annotations
 
 import os
+import select
+import time
+from typing import Optional
+
+
+def readable(poller: select.poll, deadline: float) -> Optional[list[int]]:
+    """The descriptors ``poller`` finds readable before ``deadline`` (a
+    ``time.monotonic()`` value), or None once the deadline has passed."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return None
+    return [fd for fd, _event in poller.poll(remaining * 1000)]
 
 
 class Wakeup:
