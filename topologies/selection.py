@@ -8,8 +8,6 @@ from pathlib import Path
 
 from .paths import PROJECT_ROOT
 
-REPO = PROJECT_ROOT
-
 
 # Plugins a session loads only when a selected test file uses them: the hypothesis
 # plugin imports hypothesis in every pytest process (half a second here; under TCG
@@ -17,7 +15,7 @@ REPO = PROJECT_ROOT
 OPTIONAL_PLUGINS = {"hypothesispytest": "hypothesis"}
 
 
-def selected_files(pytest_argv: list[str], root: Path = REPO) -> list[Path]:
+def selected_files(pytest_argv: list[str], root: Path = PROJECT_ROOT) -> list[Path]:
     """The test files a pytest selection names (directories walked), with the
     conftest files above them; the whole suite when it names none."""
     paths = [root / a.split("::", 1)[0] for a in pytest_argv
@@ -33,7 +31,7 @@ def selected_files(pytest_argv: list[str], root: Path = REPO) -> list[Path]:
     return sorted(files)
 
 
-def unused_plugins(pytest_argv: list[str], root: Path = REPO) -> list[str]:
+def unused_plugins(pytest_argv: list[str], root: Path = PROJECT_ROOT) -> list[str]:
     """``-p no:<plugin>`` for each optional plugin no selected file imports."""
     texts = [f.read_text(errors="replace") for f in selected_files(pytest_argv, root)]
     return [arg for plugin, module in OPTIONAL_PLUGINS.items()

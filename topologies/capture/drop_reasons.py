@@ -120,7 +120,7 @@ def _kernel_text() -> tuple[list[int], list[str]]:
 
 @functools.lru_cache(maxsize=4096)
 def kernel_symbol(address: int) -> str:
-    """The kernel function ``address`` is in, as bcc's ksym named it, or the address."""
+    """The kernel function ``address`` is in (its name, no offset), or the address."""
     addresses, names = _kernel_text()
     at = bisect.bisect_right(addresses, address) - 1
     return names[at] if at >= 0 and address else f"0x{address:x}"

@@ -47,15 +47,13 @@ RESULT_WORD = re.compile(r"\b(PASSED|FAILED|SKIPPED|XFAIL|XPASS|ERROR)\b")
 # "collected 158 items / 104 deselected / 54 selected", "collected 39 items", xdist's "[54 items]"
 COLLECTED = re.compile(r"(?:collected (?P<all>\d+) items?(?:.*?(?P<selected>\d+) selected)?"
                        r"|\[(?P<workers>\d+) items?\])")
+GUEST_UP = "nslab-guest: up"
+Progress = Callable[[str], None]
 
 
 def collected_count(match: re.Match) -> int:
     """The tests that will run, from a COLLECTED match."""
     return int(match["selected"] or match["all"] or match["workers"])
-
-
-GUEST_UP = "nslab-guest: up"
-Progress = Callable[[str], None]
 
 
 # -- acceleration -----------------------------------------------------------------------
