@@ -38,3 +38,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q -e ".[test,vm]"
     touch "$stamp"
 fi
+# Bytecode for nslab and its suite, written once here rather than compiled again by
+# every process of a run (an editable install is not byte-compiled, and where
+# PYTHONDONTWRITEBYTECODE is set nothing would ever write it): see topologies/bytecode.py.
+.venv/bin/python -m topologies.bytecode labtests >/dev/null ||
+    echo "setup: the suite's bytecode was not warmed (its collection failed)" >&2

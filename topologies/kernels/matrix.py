@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -23,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from .. import bytecode
 from ..errors import LabError
 from ..paths import PROJECT_ROOT
 from . import images, vm
@@ -221,23 +220,13 @@ def prebuild_bpf(progress: vm.Progress) -> None:
 
 
 def warm_bytecode(pytest_argv: list[str], progress: vm.Progress) -> int:
-    """Compile the lab's modules and pytest's rewritten test modules on the host.
-
-    The guest reads the host's ``__pycache__`` (its root is read-only, so it cannot
-    write its own), and compiling plus assertion-rewriting the suite under TCG
-    costs minutes per boot. A ``--collect-only`` run writes exactly the files
-    the guest's collection will look for."""
+    """Compile the lab's modules and pytest's rewritten test modules on the host:
+    the guest reads the host's ``__pycache__`` (its root is read-only) and would
+    otherwise compile the suite under TCG on every boot."""
     started = time.monotonic()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "topologies", "conftest.py"],
-                   cwd=REPO, env=env, capture_output=True)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
-                           "-p", "no:cacheprovider", *pytest_argv, "-n", "0"],
-                          cwd=REPO, env=env, capture_output=True, text=True)
-    last = (proc.stdout.strip().splitlines() or ["no output"])[-1]
+    last, tests = bytecode.warm(pytest_argv)
     progress(f"bytecode warmed for the guests in {time.monotonic() - started:.1f} s ({last})")
-    counted = re.match(r"(\d+)(?:/\d+)? tests? collected", last)
-    return int(counted[1]) if counted else 0
+    return tests
 
 
 # Under TCG each xdist worker starts Python and imports the suite again (~20 s), so
