@@ -71,11 +71,14 @@ def _scapy_must_not_resolve(*args, **kwargs):
 def _forbid_scapy_resolution() -> None:
     """An ``Ether()`` without ``dst`` makes scapy send ARP or neighbour solicitations
     from the root namespace. Only where the tests imported scapy themselves: the
-    plugin neither needs nor imports it."""
-    l2, inet6 = sys.modules.get("scapy.layers.l2"), sys.modules.get("scapy.layers.inet6")
-    for module, name in ((l2, "getmacbyip"), (inet6, "getmacbyip6")):
-        if module is not None and getattr(module, name) is not _scapy_must_not_resolve:
-            setattr(module, name, _scapy_must_not_resolve)
+    plugin neither needs nor imports it. Every module that bound a resolver is
+    patched (``scapy.layers.inet`` imports its own ``getmacbyip`` from ``l2``)."""
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("scapy.") or module is None:
+            continue
+        for resolver in ("getmacbyip", "getmacbyip6"):
+            if getattr(module, resolver, _scapy_must_not_resolve) is not _scapy_must_not_resolve:
+                setattr(module, resolver, _scapy_must_not_resolve)
 
 
 # -- the session ---------------------------------------------------------------------------
@@ -101,6 +104,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.timeout(VM_TEST_TIMEOUT))
 
 
+@pytest.hookimpl(trylast=True)   # after the fixtures: one of them may import scapy
 def pytest_runtest_setup(item):
     _forbid_scapy_resolution()
 

@@ -245,6 +245,19 @@ def test_a_hung_test_fails_with_its_stack_and_its_lab_is_removed(root_required, 
     assert prefix not in [r.prefix for r in owner.all_records()]
 
 
+def test_scapy_never_resolves_from_the_root_namespace_even_imported_late(root_required):
+    """An Ether() without dst makes scapy send ARP from the root namespace: the
+    plugin stops it, also where scapy is first imported by a fixture. (In a network
+    namespace of its own: were the plugin to let it through, nothing leaves the host's.)"""
+    helper = os.path.join(HERE, "helpers", "scapy_resolves.py")
+    proc = subprocess.run(["unshare", "--net", sys.executable, "-m", "pytest", "-q",
+                           "-p", "no:cacheprovider", helper],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "scapy wanted to resolve a MAC address" in out, out
+
+
 def _processes_running(marker: str) -> list[int]:
     """pids whose command line holds ``marker`` (a test's own unique argument)."""
     found = []
