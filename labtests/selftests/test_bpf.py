@@ -24,7 +24,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from topologies import LabError, Unsupported, bpf, traffic
-from topologies.bpf import build, libbpf, prebuild, variants_of
+from topologies.bpf import build, compiler, libbpf, prebuild, variants_of
 from topologies.lab import netns
 from topologies.report import describe_lab
 
@@ -176,6 +176,30 @@ def test_an_include_added_later_is_part_of_the_key(tmp_path):
     including = build(src, cache=tmp_path / "cache")
     more.write_text("#define UNUSED 2\n")
     assert build(src, cache=tmp_path / "cache").digest != including.digest
+
+
+def test_a_scan_is_remembered_until_a_header_could_be_another(tmp_path, monkeypatch):
+    """The dependency scan is remembered on disk (every process of a suite builds the
+    same programs) and redone when a header appears in a directory searched before
+    the one it was found in."""
+    first, later, source = tmp_path / "first", tmp_path / "later", tmp_path / "source"
+    first.mkdir(), later.mkdir(), source.mkdir()
+    src = source / "prog.c"
+    src.write_text('#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n#include <verdict.h>\n'
+                   'SEC("xdp") int verdict(struct xdp_md *ctx) { return VERDICT; }\n'
+                   'char LICENSE[] SEC("license") = "GPL";\n')
+    (later / "verdict.h").write_text("#define VERDICT 2\n")
+    scans = []
+    run_clang = compiler._run_clang
+    monkeypatch.setattr(compiler, "_run_clang",
+                        lambda argv, *rest: scans.append("-M" in argv) or run_clang(argv, *rest))
+    cache = tmp_path / "cache"
+    before = build(src, includes=[first, later], cache=cache)
+    assert build(src, includes=[first, later], cache=cache).cache_hit
+    assert scans == [True, False]              # scan, compile; then neither
+    (first / "verdict.h").write_text("#define VERDICT 1\n")
+    after = build(src, includes=[first, later], cache=cache)
+    assert scans[2:] == [True, False] and after.digest != before.digest
 
 
 def test_compile_error_names_the_first_error(tmp_path):
@@ -395,7 +419,7 @@ def test_verifier_rejection_carries_the_verifier_message(tmp_path):
     assert "processed" in err.log                     # the whole log is kept
 
 
-# -- lab close ---------------------------------------------------------------------------------------
+# -- lab close ----------------------------------------------------------------------
 def _setns(fd: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.setns(fd, netns.CLONE_NEWNET) != 0:

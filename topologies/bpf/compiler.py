@@ -3,7 +3,9 @@
 The cache key is a sha256 over: the source bytes, the bytes of every header
 the source includes (as ``clang -M`` lists them: the lab's own headers, libbpf's
 and the kernel UAPI ones, so a ``libbpf-dev`` or ``linux-libc-dev`` upgrade
-rebuilds too), the clang version, the flags and the defines. Objects are
+rebuilds too), the clang version, the flags and the defines. The scan and the
+clang version are remembered in the cache too, checked against file stamps, so a
+process that finds its objects built runs no clang at all. Objects are
 written to a temporary file and renamed into place, so parallel xdist workers
 may build the same object at once: the last rename wins with identical bytes.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import os
 import platform
 import re
@@ -72,8 +75,15 @@ def clang() -> str:
 
 @functools.lru_cache(maxsize=None)
 def clang_version(binary: str) -> str:
+    stamp = os.stat(binary)       # the binary an upgrade replaces
+    memo = cache_dir() / "clang" / _hex(binary, stamp.st_mtime_ns, stamp.st_size)
+    with contextlib.suppress(OSError):
+        return memo.read_text()
     out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
-    return out.stdout.splitlines()[0].strip()
+    version = out.stdout.splitlines()[0].strip()
+    with contextlib.suppress(OSError):        # a read-only cache (a VM guest) only costs time
+        _write_atomically(memo, version)
+    return version
 
 
 @functools.lru_cache(maxsize=None)
@@ -162,43 +172,62 @@ def _run_clang(argv: list[str], source: Path, what: str) -> subprocess.Completed
     return proc
 
 
-# (source, flags) -> (its dependencies, their modification stamps) in this process
-_scanned: dict[tuple[str, tuple[str, ...]], tuple[list[Path], list[tuple[int, int]]]] = {}
+def _hex(*parts) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
 
-def _stamps(paths: list[Path]) -> list[tuple[int, int]]:
+def _write_atomically(path: Path, text: str) -> None:
+    """Written whole or not at all: parallel workers may write the same file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _stamps(paths: list[str]) -> list[list[int]]:
     out = []
     for path in paths:
-        st = path.stat()
-        out.append((st.st_mtime_ns, st.st_size))
+        st = os.stat(path)
+        out.append([st.st_mtime_ns, st.st_size])
     return out
 
 
-def dependencies(source: Path, flags: list[str]) -> list[Path]:
+def _watched(source: Path, flags: list[str], deps: list[str]) -> list[str]:
+    """What a scan depends on: the files it found and the directories a new header
+    could appear in to shadow one of them (each -I directory, each file's own)."""
+    dirs = {str(source.parent), *(os.path.dirname(d) for d in deps)}
+    dirs.update(flags[i + 1] for i, flag in enumerate(flags[:-1]) if flag == "-I")
+    return deps + sorted(dirs)
+
+
+def dependencies(source: Path, flags: list[str], memo_dir: Path) -> list[Path]:
     """Every file the preprocessor reads for ``source`` (``clang -M``), source first.
-    Scanned again only when one of them changed since this process last scanned
-    (a new ``#include`` changes the file that has it): a suite builds the same
-    program for many tests."""
-    key = (str(source), tuple(flags))
-    known = _scanned.get(key)
-    if known is not None:
-        with contextlib.suppress(OSError):
-            if _stamps(known[0]) == known[1]:
-                return known[0]
+    The scan is remembered in ``memo_dir`` and redone only when a file it found, or
+    a directory a header is looked up in, changed: every process of a suite builds
+    the same programs (a new ``#include`` changes the file that has it)."""
+    memo = memo_dir / "deps" / f"{source.stem}-{_hex(str(source), flags)}.json"
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        known = json.loads(memo.read_text())
+        if _stamps(known["watched"]) == known["stamps"]:
+            return [Path(p) for p in known["deps"]]
     proc = _run_clang([clang(), *flags, "-M", str(source)], source, "dependency scan of")
     # Make syntax: "target: dep dep \<newline> dep ..."; paths here have no spaces.
     text = proc.stdout.replace("\\\n", " ")
     _target, _, deps = text.partition(":")
-    found = [Path(p) for p in shlex.split(deps)]
-    _scanned[key] = (found, _stamps(found))
-    return found
+    found = shlex.split(deps)
+    watched = _watched(source, flags, found)
+    with contextlib.suppress(OSError):
+        _write_atomically(memo, json.dumps({"deps": found, "watched": watched,
+                                            "stamps": _stamps(watched)}))
+    return [Path(p) for p in found]
 
 
-def digest_of(source: Path, flags: list[str]) -> str:
+def digest_of(source: Path, flags: list[str], memo_dir: Path) -> str:
     h = hashlib.sha256()
     for part in (clang_version(clang()), "\0".join(flags)):
         h.update(part.encode() + b"\0")
-    for dep in dependencies(source, flags):
+    for dep in dependencies(source, flags, memo_dir):
         h.update(str(dep).encode() + b"\0")
         h.update(hashlib.sha256(dep.read_bytes()).digest())
     return h.hexdigest()
@@ -215,8 +244,8 @@ def build(source: Union[str, Path], *, defines: Optional[Mapping[str, Define]] =
     if shipped:
         return BuildResult(shipped[0], src, defs, shipped[1], cache_hit=True)
     flags = compile_flags(src, defs, extra, includes)
-    digest = digest_of(src, flags)
     out_dir = Path(cache) if cache else cache_dir()
+    digest = digest_of(src, flags, out_dir)
     target = out_dir / f"{src.stem}-{digest}.o"
     if target.is_file():
         return BuildResult(target, src, defs, digest, cache_hit=True, cflags=extra)
