@@ -18,6 +18,8 @@ FOLD_TO_BITS = 1024
 # masks of the halves of frames up to 4 KiB are kept (a few KiB in all); longer, made each time
 KEPT_MASK_BITS = 1 << 14
 _masks: dict[int, int] = {}
+# the halvings (shift, mask) each even length takes, for lengths whose masks are kept
+_halvings: dict[int, tuple[tuple[int, int], ...]] = {}
 
 
 def ones_sum(data: bytes, initial: int = 0) -> int:
@@ -28,12 +30,25 @@ def ones_sum(data: bytes, initial: int = 0) -> int:
     if n % 2:
         value <<= 8
         n += 1
-    bits = n * 8
+    halvings = _halvings.get(n)
+    if halvings is None:
+        halvings = _halved(n)
+    for half, mask in halvings:
+        value = (value >> half) + (value & mask)
+    # fold() written out: every checksum takes this
+    return initial + (value % 0xFFFF or 0xFFFF if value else 0)
+
+
+def _halved(n: int) -> tuple[tuple[int, int], ...]:
+    """The halvings that fold ``n`` bytes (even) to FOLD_TO_BITS at most."""
+    halvings, bits = [], n * 8
     while bits > FOLD_TO_BITS:
         half = bits >> 5 << 4    # half the 16-bit words, in bits
-        value = (value >> half) + (value & _low_mask(half))
+        halvings.append((half, _low_mask(half)))
         bits -= half - 1         # the sum carries at most one bit
-    return initial + fold(value)
+    if n * 4 <= KEPT_MASK_BITS:
+        _halvings[n] = tuple(halvings)
+    return tuple(halvings)
 
 
 def _low_mask(bits: int) -> int:

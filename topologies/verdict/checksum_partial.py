@@ -42,32 +42,33 @@ def completed(frame: bytes, csum_start: int, csum_offset: int) -> tuple[bytes, O
 
 
 def complete_in_place(buf: bytearray, csum_start: int, csum_offset: int,
-                      tail: Optional[tuple[int, int]] = None) -> Optional[int]:
+                      tail: Optional[tuple[int, int]] = None,
+                      total: Optional[int] = None) -> Optional[int]:
     """``complete_partial`` on a buffer being built, offsets known to be inside it.
     ``tail``: (offset, folded sum of ``buf[offset:]``), a part already summed
     (as completed: it holds no pending field), at an even distance from
-    ``csum_start``. Returns the folded sum of ``buf[csum_start:]`` as completed,
-    which a verifier would sum again (None for an odd ``csum_offset``)."""
+    ``csum_start``; ``total``: the folded sum of ``buf[csum_start:]``, if known.
+    Returns the folded sum of ``buf[csum_start:]`` as completed, which a
+    verifier would sum again (None for an odd ``csum_offset``)."""
     field = csum_start + csum_offset
     seed = buf[field] << 8 | buf[field + 1]
-    view = memoryview(buf)
-    if tail is None:
-        total = fold(ones_sum(view[csum_start:]))
+    if total is not None:
+        pass
+    elif tail is None:
+        total = ones_sum(memoryview(buf)[csum_start:])   # folded already: 0 added
     else:
-        total = fold(ones_sum(view[csum_start:tail[0]], tail[1]))
+        total = fold(ones_sum(memoryview(buf)[csum_start:tail[0]], tail[1]))
     value = ~total & 0xFFFF or CSUM_MANGLED_0
     buf[field], buf[field + 1] = value >> 8, value & 0xFF
-    return None if csum_offset % 2 else completed_sum(total, seed, value)
-
-
-def completed_sum(total: int, seed: int, value: int) -> int:
-    """The folded sum of bytes that summed to ``total`` holding ``seed`` in a
-    word-aligned field, once the field holds ``value`` (never 0, so neither is
-    the sum: 0xffff stands for a multiple of 0xffff)."""
+    if csum_offset % 2:
+        return None
+    # the bytes summed to ``total`` holding ``seed`` in a word-aligned field, which
+    # now holds ``value`` (never 0, so neither is the sum: 0xffff stands for a
+    # multiple of 0xffff)
     return (total - seed + value) % 0xFFFF or 0xFFFF
 
 
 def adjust_seed(seed: int, old_len: int, new_len: int) -> int:
     """A pseudo-header seed moved from one L4 length to another, as GSO does
     for each segment (``csum_sub(check, old len)`` then ``csum_add(new len)``)."""
-    return fold(seed + new_len + 0xFFFF - old_len % 0xFFFF)
+    return (seed + new_len + 0xFFFF - old_len % 0xFFFF) % 0xFFFF or 0xFFFF   # fold(): never 0

@@ -12,6 +12,10 @@ GRE, Geneve...) returns None: the dissector judges it.
 ``Layout`` (where the checksums are and which are right: the same for every
 frame of a flow, made once) and one int holding each field's wire and correct
 values. A verdict keeps those and makes LayerVerdicts when someone reads them.
+
+The segments of a GSO super-packet all take the same way through the walk,
+and so do those of the next super-packets of its flow: a ``Plan`` keeps that
+way, and judges each segment with the sums making it took, without walking.
 """
 from __future__ import annotations
 
@@ -93,22 +97,108 @@ class _Walk:
             initial: int = 0, udp: bool = False) -> None:
         buf = self.buf
         known = self.summed.get(start)
-        folded = known[1] if known is not None and known[0] == end else None
-        ok, correct = sums(buf, start, end, field_off, initial, udp, folded)
+        ok, correct = sums(buf, start, end, field_off, initial, udp,
+                           known[1] if known is not None and known[0] == end else None)
         self.found.append((nesting, path, name, field_off, ok))
         self.values = (self.values << FIELD_BITS | buf[field_off] << 24
                        | buf[field_off + 1] << 16 | correct)
 
 
-def packed(buf: bytes, link: str, tunnels,
-           summed: Optional[Sums] = None) -> Optional[tuple[Layout, int]]:
+def packed(buf: bytes, link: str, tunnels, summed: Optional[Sums] = None,
+           walk: Optional[_Walk] = None) -> Optional[tuple[Layout, int]]:
     """The frame's verdicts as (layout, values), or None when it is not the
-    common case. ``summed``: sums taken while making the frame (``nic.Sums``)."""
-    walk = _Walk(buf, tunnels, summed)
-    parse = _ether if link == "ether" else _ip
-    if not parse(walk, 0, len(buf), 0, ""):
+    common case. ``summed``: sums taken while making the frame (``nic.Sums``);
+    ``walk``: a walk of ``buf`` not taken yet, to take instead of a new one."""
+    walk = walk or _Walk(buf, tunnels, summed)
+    if not (_ether if link == "ether" else _ip)(walk, 0, len(buf), 0, ""):
         return None
     return _layout(tuple(walk.found), walk.encapsulated), walk.values
+
+
+class _Recorded(_Walk):
+    """A walk that also keeps how each checksum was judged, for a ``Plan``."""
+    __slots__ = ("judged",)
+
+    def __init__(self, buf: bytes, tunnels, summed: Optional[Sums]) -> None:
+        super().__init__(buf, tunnels, summed)
+        self.judged: list[tuple] = []   # (field offset, start, end, initial, udp)
+
+    def add(self, nesting: int, path: str, name: str, field_off: int, start: int, end: int,
+            initial: int = 0, udp: bool = False) -> None:
+        super().add(nesting, path, name, field_off, start, end, initial, udp)
+        self.judged.append((field_off, start, end, initial, udp))
+
+
+class Plan:
+    """The walk through one segment of a GSO super-packet (``Plan.first``),
+    kept for its other segments and those of super-packets of its shape
+    (``gso.Shape``). Segmenting changes only what the walk does not decide on
+    (IPv4 ids and checksums, TCP sequence numbers and flags, checksums that
+    completing never leaves zero) and the lengths, each to the segment's end:
+    every segment takes the same way, with its own sums. The plan is made only
+    when the walk ends at the segmented L4: past it, segments differ."""
+    __slots__ = ("fields", "static", "encapsulated", "layouts")
+
+    def __init__(self, walk: _Recorded, fields: list[tuple]) -> None:
+        # (field offset, start, end or 0 for the segment's end, initial less the length, udp)
+        self.fields = tuple(fields)
+        self.static = tuple(found[:4] for found in walk.found)   # found less ok
+        self.encapsulated = walk.encapsulated
+        self.layouts: dict[int, Layout] = {}   # which fields are right (bits) -> layout
+
+    @classmethod
+    def first(cls, buf: bytes, link: str, tunnels, summed: Sums,
+              last_field: int) -> tuple[Optional[Plan], Optional[tuple[Layout, int]]]:
+        """The plan for the segments of ``buf``'s super-packet (None if it has
+        none), and ``packed`` for ``buf``; ``last_field``: the segmented L4's checksum."""
+        walk = _Recorded(buf, tunnels, summed)
+        found = packed(buf, link, tunnels, summed, walk)
+        if found is None:
+            return None, None
+        end, fields = len(buf), []
+        for field_off, start, stop, initial, udp in walk.judged:
+            if initial:   # an L4: its length, in the pseudo-header, is the segment's
+                if stop != end:
+                    return None, found
+                length = end - start
+                fields.append((field_off, start, 0, initial - (length >> 16) - (length & 0xFFFF),
+                               udp))
+            else:
+                fields.append((field_off, start, stop, 0, udp))
+        ends_there = walk.judged and walk.judged[-1][0] == last_field
+        return (cls(walk, fields) if ends_there else None), found
+
+    def packed(self, buf: bytes, summed: Sums) -> tuple[Layout, int]:
+        """``packed`` for another segment of the super-packet."""
+        end = len(buf)
+        oks = values = 0
+        for field_off, start, stop, initial, udp in self.fields:
+            known = summed.get(start)
+            if not stop:
+                stop, length = end, end - start
+                initial += (length >> 16) + (length & 0xFFFF)
+            elif known is not None and known[0] == stop and known[1] == 0xFFFF:
+                # an IPv4 header GSO wrote: sums() finds it right, as is (but 0xffff)
+                wire = buf[field_off] << 8 | buf[field_off + 1]
+                if wire != 0xFFFF:
+                    oks = oks << 1 | 1
+                    values = values << FIELD_BITS | wire << 16 | wire
+                    continue
+            ok, correct = sums(buf, start, stop, field_off, initial, udp,
+                               known[1] if known is not None and known[0] == stop else None)
+            oks = oks << 1 | ok
+            values = (values << FIELD_BITS | buf[field_off] << 24 | buf[field_off + 1] << 16
+                      | correct)
+        layout = self.layouts.get(oks)
+        if layout is None:
+            layout = self.layouts[oks] = self._layout(oks)
+        return layout, values
+
+    def _layout(self, oks: int) -> Layout:
+        last = len(self.static) - 1
+        found = tuple((*static, bool(oks >> (last - i) & 1))
+                      for i, static in enumerate(self.static))
+        return _layout(found, self.encapsulated)
 
 
 def judge(buf: bytes, link: str, tunnels,

@@ -20,13 +20,16 @@ A tunnel shows up as a TCPV4/TCPV6 or UDP_L4 super-packet whose csum_start
 names the inner L4 (AF_PACKET reports SKB_GSO_UDP_TUNNEL* only through the
 inner type), so the outer headers are found by dissecting what precedes it.
 UFO (VIRTIO_NET_HDR_GSO_UDP: IP fragmentation) is not modelled.
+
+Locating the headers is done once per flow (``Shape``): its next super-packets
+differ only in what each segment gets anew.
 """
 from __future__ import annotations
 
 import struct
-from typing import Iterable
+from typing import Callable, Iterable, Optional
 
-from .checksum import checksum, fold, ones_sum
+from .checksum import checksum, ones_sum
 from .checksum_partial import adjust_seed, complete_in_place
 from .dissect import (
     DEFAULT_GENEVE_PORTS,
@@ -51,8 +54,14 @@ SEGMENTABLE = {
     VIRTIO_NET_HDR_GSO_UDP_L4: ("udp", 6, None),
 }
 TCP_FIN, TCP_PSH, TCP_CWR = 0x01, 0x08, 0x80
-_U16, _U32 = struct.Struct("!H"), struct.Struct("!I")
-_LENGTH_AND_ID = struct.Struct("!HH")   # an IPv4 header's total length and id
+_U16 = struct.Struct("!H")
+# a TCP header from its sequence number to its checksum: sequence number, 4 bytes
+# GSO leaves alone (ack), header length, flags, window, checksum
+_TCP_FIXED = struct.Struct("!I4sBB2sH")
+# an IPv4 header from its total length to its checksum: length, id, 4 bytes GSO
+# leaves alone (fragment offset, TTL, protocol), checksum
+_IPV4_FIXED = struct.Struct("!HH4sH")
+_TWO_U16 = struct.Struct("!HH")   # a UDP header's length and checksum
 # headers before the segmented L4 that each segment must have fixed
 ENCLOSING = frozenset({"ipv4", "ipv6", "udp", "gre"})
 
@@ -77,19 +86,22 @@ def segment_with(frame: bytes, vnet: VnetHdr, link: str, tunnels: UdpTunnels) ->
 class Cut:
     """One super-packet's segmentation, planned once; each segment is made
     when asked for, so a verdict can keep how to make its frame, not a copy."""
+    __slots__ = ("shape", "frame", "vnet", "l4", "tcp", "hdr_end", "chain", "mss", "l4_len",
+                 "count", "field", "seed", "head", "tcp_fixed")
 
     def __init__(self, frame: bytes, vnet: VnetHdr, link: str, tunnels: UdpTunnels):
-        l4, chain = _locate(frame, vnet, link, tunnels)
-        self.frame, self.vnet, self.l4 = frame, vnet, l4.offset
-        self.tcp = SEGMENTABLE[vnet.gso_kind][0] == "tcp"
-        self.hdr_end = _header_end(frame, l4.offset, "tcp" if self.tcp else "udp")
+        self.shape = shape = _shape(frame, vnet, link, tunnels)
+        self.frame, self.vnet, self.l4 = frame, vnet, shape.l4
+        self.tcp, self.hdr_end = shape.tcp, shape.hdr_end
         # innermost first: outer checksums cover inner headers
-        self.chain = [(h.kind, h.offset, _unchanged_sum(frame, h.kind, h.offset))
-                      for h in reversed(chain)]
+        self.chain = _fixers(frame, shape.chain, shape.l4)
+        self.mss, self.l4_len = vnet.gso_size, len(frame) - shape.l4
         self.count = max(1, -(-(len(frame) - self.hdr_end) // vnet.gso_size))
         self.field = vnet.csum_start + vnet.csum_offset
         self.seed = _u16(frame, self.field)
         self.head = frame[:self.hdr_end]   # what every segment starts with
+        if self.tcp:
+            self.tcp_fixed = _tcp_fixed(frame, self.l4)
 
     def segment(self, index: int) -> bytes:
         return self.made(index)[0]
@@ -98,19 +110,100 @@ class Cut:
         """A segment, and the folded sums of what making it summed ({start:
         (end, sum of ``seg[start:end]``)}: tails whose checksum was completed,
         IPv4 headers): a verifier summing the same bytes again can take them instead."""
-        frame, vnet, l4, mss = self.frame, self.vnet, self.l4, self.vnet.gso_size
+        l4, mss = self.l4, self.mss
         start = self.hdr_end + index * mss
         seg = bytearray(self.head)
-        seg += memoryview(frame)[start:start + mss]
+        seg += memoryview(self.frame)[start:start + mss]
+        end = len(seg)
+        seed = adjust_seed(self.seed, self.l4_len, end - l4)
         if self.tcp:
-            _fix_tcp(seg, l4, index, mss, last=index == self.count - 1)
+            seq, ack, offset, flags, window = self.tcp_fixed
+            _TCP_FIXED.pack_into(seg, l4 + 4, seq + index * mss & 0xFFFFFFFF, ack, offset,
+                                 flags[(index == 0) << 1 | (index == self.count - 1)], window,
+                                 seed)
         else:
-            _put16(seg, l4 + 4, len(seg) - l4)
-        _put16(seg, self.field, adjust_seed(self.seed, len(frame) - l4, len(seg) - l4))
-        sums = {l4: (len(seg), complete_in_place(seg, vnet.csum_start, vnet.csum_offset))}
-        for kind, off, unchanged in self.chain:
-            _fix_encapsulation(seg, kind, off, index, len(frame), sums, unchanged)
+            _TWO_U16.pack_into(seg, l4 + 4, end - l4, seed)
+        tail = (l4, complete_in_place(seg, l4, self.field - l4))
+        sums = {l4: (end, tail[1])}
+        for fix, off, constant in self.chain:
+            tail = fix(seg, off, index, constant, sums, tail)
         return bytes(seg), sums
+
+
+class Shape:
+    """Where a super-packet's headers are (what locating them found), kept for
+    the next super-packets of its flow. Locating decides on the same bytes in
+    all of them but for the fields GSO writes anew in every segment (IPv4 ids
+    and checksums, UDP checksums, TCP sequence numbers, flags, options...),
+    which ``matches`` leaves out, and the lengths, which must say "to the end
+    of the frame" in each (then no decision depends on their value). ``plan``
+    is the verifier's to keep (``fast_path.Plan``: the same for every segment
+    of this shape)."""
+    __slots__ = ("l4", "tcp", "hdr_end", "chain", "spans", "lengths", "seeds", "template",
+                 "plan")
+
+    def __init__(self, frame: bytes, l4: Header, chain: list[Header], hdr_end: int):
+        self.l4, self.tcp, self.hdr_end = l4.offset, l4.kind == "tcp", hdr_end
+        self.chain = [(h.kind, h.offset) for h in reversed(chain)]   # innermost first
+        self.spans: list[tuple[int, int]] = []     # bytes left out: GSO writes them anew
+        self.lengths: list[tuple[int, int]] = []   # (field, where the length counts from)
+        self.seeds: list[tuple[int, bool]] = []    # (UDP checksum, whether 0: then none)
+        for kind, off in self.chain:
+            self._leave_out(frame, kind, off)
+        self._leave_out(frame, l4.kind, l4.offset)
+        self.template = self.masked(frame)
+        self.plan = None
+
+    def _leave_out(self, frame: bytes, kind: str, off: int) -> None:
+        if kind == "ipv4":
+            self.spans += [(off + 2, off + 6), (off + 10, off + 12)]   # length, id; checksum
+            self.lengths.append((off + 2, off))
+        elif kind == "ipv6":
+            self.spans.append((off + 4, off + 6))
+            self.lengths.append((off + 4, off + 40))
+        elif kind == "udp":
+            self.spans.append((off + 4, off + 8))   # length, checksum
+            self.lengths.append((off + 4, off))
+            self.seeds.append((off + 6, not _u16(frame, off + 6)))
+        elif kind == "tcp":   # the segmented L4: all but the ports and the header length
+            self.spans += [(off + 4, off + 12), (off + 13, self.hdr_end)]
+
+    def masked(self, frame: bytes) -> bytes:
+        head = bytearray(frame[:self.hdr_end])
+        for start, end in self.spans:
+            head[start:end] = bytes(end - start)
+        return bytes(head)
+
+    def to_the_end(self, frame: bytes) -> bool:
+        """Whether every length says "to the end of ``frame``"."""
+        size = len(frame)
+        return all(_u16(frame, field) == size - start for field, start in self.lengths)
+
+    def matches(self, frame: bytes) -> bool:
+        """Whether locating ``frame``'s headers would find these."""
+        return (len(frame) >= self.hdr_end and self.to_the_end(frame)
+                and all((not _u16(frame, field)) is zero for field, zero in self.seeds)
+                and self.masked(frame) == self.template)
+
+
+# one shape per kind of super-packet (link, tunnels, vnet header but gso_size): a
+# flow's, which its next super-packets match; past MAX_SHAPES kinds, none is kept
+MAX_SHAPES = 256
+_shapes: dict[tuple, Shape] = {}
+
+
+def _shape(frame: bytes, vnet: VnetHdr, link: str, tunnels: UdpTunnels) -> Shape:
+    """The shape kept for super-packets like ``frame`` if it matches, else
+    ``frame``'s own, located (raises GsoUnsupported) and kept if it can be."""
+    key = (link, tunnels, vnet.flags, vnet.gso_type, vnet.csum_start, vnet.csum_offset)
+    shape = _shapes.get(key)
+    if shape is not None and vnet.gso_size and shape.matches(frame):
+        return shape
+    l4, chain = _locate(frame, vnet, link, tunnels)
+    shape = Shape(frame, l4, chain, _header_end(frame, l4.offset, l4.kind))
+    if shape.to_the_end(frame) and (key in _shapes or len(_shapes) < MAX_SHAPES):
+        _shapes[key] = shape
+    return shape
 
 
 def _locate(frame: bytes, vnet: VnetHdr, link: str,
@@ -147,52 +240,132 @@ def _header_end(frame: bytes, off: int, kind: str) -> int:
     return off + length
 
 
-def _fix_tcp(seg: bytearray, off: int, index: int, mss: int, last: bool) -> None:
-    _U32.pack_into(seg, off + 4, (_U32.unpack_from(seg, off + 4)[0] + index * mss) & 0xFFFFFFFF)
-    if not last:
-        seg[off + 13] &= ~(TCP_FIN | TCP_PSH) & 0xFF
-    if index:
-        seg[off + 13] &= ~TCP_CWR & 0xFF
+def _tcp_fixed(frame: bytes, off: int) -> tuple:
+    """What ``_TCP_FIXED`` packs but the sequence number's advance and the
+    checksum; flags indexed by (first segment) << 1 | (last segment): FIN and
+    PSH only on the last, CWR only on the first."""
+    seq, ack, offset, flags, window, _ = _TCP_FIXED.unpack_from(frame, off + 4)
+    later = flags & ~TCP_CWR
+    by_place = (later & ~(TCP_FIN | TCP_PSH), later, flags & ~(TCP_FIN | TCP_PSH), flags)
+    return seq, ack, offset, by_place, window
 
 
-def _unchanged_sum(frame: bytes, kind: str, off: int) -> int:
+def _fixers(frame: bytes, chain: list[tuple[str, int]],
+            l4: int) -> list[tuple[Fixer, int, object]]:
+    """How each segment's headers of ``chain`` (innermost first) are fixed:
+    (function, offset, what the function needs that is the same for every
+    segment). A tunnel's UDP checksum covers the nearest region completed
+    before it (the ``tail``: the L4 or an inner tunnel's UDP) and what lies
+    between them."""
+    fixers, tail, between = [], l4, []
+    for kind, off in chain:
+        if kind == "ipv4":
+            # a header with its checksum sums to all ones: what summing it would give
+            summed = (off + (frame[off] & 15) * 4, 0xFFFF)
+            constant = (_unchanged_sum(frame, off), _u16(frame, off + 4), frame[off + 6:off + 10],
+                        summed)
+            fixers.append((_fix_ipv4, off, constant))
+        elif kind == "udp":
+            fixers.append((_fix_udp, off, (len(frame) - off,
+                                           _between_sum(frame, off, tail, between))))
+            if _u16(frame, off + 6):   # completed: the next tail
+                tail, between = off, []
+                continue
+        else:
+            fixers.append(((_fix_ipv6 if kind == "ipv6" else _fix_gre), off, 0))
+        between.append((kind, off))
+    return fixers
+
+
+def _between_sum(frame: bytes, off: int, tail: int,
+                 between: list[tuple[str, int]]) -> Optional[tuple[int, int]]:
+    """For a tunnel's UDP header at ``off``: what every segment's bytes from it
+    to the ``tail`` sum to but for its UDP length and checksum, as (a constant,
+    how many times the segment's length adds to it): an IPv6 header's payload
+    length adds the segment's length less where its payload starts; IPv4
+    headers, once GSO fixed them, sum to all ones, nothing modulo 0xffff. None
+    unless all that lies between is IPv4 or IPv6 at even distances (the words
+    line up)."""
+    if (tail - off) % 2 or any(kind not in ("ipv4", "ipv6") or (at - off) % 2
+                                for kind, at in between):
+        return None
+    head = bytearray(frame[off:tail])
+    head[4:8] = bytes(4)   # length, checksum
+    for kind, at in between:
+        start = at - off
+        if kind == "ipv4":
+            head[start:start + (frame[at] & 15) * 4] = bytes((frame[at] & 15) * 4)
+        else:
+            head[start + 4:start + 6] = bytes(2)   # payload length
+    ipv6 = [at + 40 for kind, at in between if kind == "ipv6"]
+    return ones_sum(head) - sum(ipv6), len(ipv6)
+
+
+def _unchanged_sum(frame: bytes, off: int) -> int:
     """An IPv4 header's sum without the fields GSO changes (total length, id,
-    checksum): each segment adds its own to it. 0 for other headers."""
-    if kind != "ipv4":
-        return 0
+    checksum): each segment adds its own to it."""
     header = bytearray(frame[off:off + (frame[off] & 15) * 4])
     header[2:6] = bytes(4)     # total length, id
     header[10:12] = bytes(2)   # checksum
     return ones_sum(header)
 
 
-def _fix_encapsulation(seg: bytearray, kind: str, off: int, index: int, super_len: int,
-                       sums: dict[int, tuple[int, int]], unchanged: int) -> None:
-    """``sums``: what was summed so far, as ``Cut.made`` returns them: a
-    tunnel's UDP checksum covers the nearest tail, not summed again.
-    ``unchanged``: an IPv4 header's ``_unchanged_sum``."""
-    if kind == "ipv4":
-        length, ident = len(seg) - off, (_u16(seg, off + 4) + index) & 0xFFFF
-        _LENGTH_AND_ID.pack_into(seg, off + 2, length, ident)
-        # what summing the header again gives: fold depends only on the sum
-        # modulo 0xffff and on whether it is 0, the same for both
-        _put16(seg, off + 10, ~fold(unchanged + length + ident) & 0xFFFF)
-        sums[off] = (off + (seg[off] & 15) * 4, 0xFFFF)   # a header with its checksum
-    elif kind == "ipv6":
-        _put16(seg, off + 4, len(seg) - off - 40)
-    elif kind == "gre":   # no length; its checksum, when present, covers the segment
-        if _u16(seg, off) & GRE_CSUM:
-            _put16(seg, off + 4, 0)
-            _put16(seg, off + 4, checksum(memoryview(seg)[off:]))
-    else:   # a tunnel's UDP header: length, and its checksum unless it is 0 (none)
-        _put16(seg, off + 4, len(seg) - off)
-        seed = _u16(seg, off + 6)
-        if seed:
-            _put16(seg, off + 6, adjust_seed(seed, super_len - off, len(seg) - off))
-            # fixed already: only headers before it change later
-            near = min(start for start, (end, _) in sums.items() if end == len(seg))
-            tail = (near, sums[near][1]) if (near - off) % 2 == 0 else None
-            sums[off] = (len(seg), complete_in_place(seg, off, 6, tail))
+# A fixer: (segment, header offset, segment index, its constant, sums, tail) ->
+# tail. ``sums``: what was summed so far, as ``Cut.made`` returns them; ``tail``:
+# (start, folded sum) of the nearest checksummed region ending at the segment's
+# end, which an enclosing UDP checksum takes instead of summing it again.
+Tail = tuple[int, int]
+Fixer = Callable[[bytearray, int, int, object, dict, Tail], Tail]
+
+
+def _fix_ipv4(seg: bytearray, off: int, index: int, constant: tuple, sums: dict,
+              tail: Tail) -> Tail:
+    unchanged, ident, middle, summed = constant
+    length, ident = len(seg) - off, ident + index & 0xFFFF
+    # what summing the header again gives: fold depends only on the sum
+    # modulo 0xffff and on whether it is 0, the same for both (never 0 here)
+    total = unchanged + length + ident
+    _IPV4_FIXED.pack_into(seg, off + 2, length, ident, middle,
+                          ~(total % 0xFFFF or 0xFFFF) & 0xFFFF)
+    sums[off] = summed
+    return tail
+
+
+def _fix_ipv6(seg: bytearray, off: int, _index: int, _constant: object, _sums: dict,
+              tail: Tail) -> Tail:
+    _put16(seg, off + 4, len(seg) - off - 40)
+    return tail
+
+
+def _fix_gre(seg: bytearray, off: int, _index: int, _constant: object, _sums: dict,
+             tail: Tail) -> Tail:
+    """No length; its checksum, when present, covers the segment."""
+    if _u16(seg, off) & GRE_CSUM:
+        _put16(seg, off + 4, 0)
+        _put16(seg, off + 4, checksum(memoryview(seg)[off:]))
+    return tail
+
+
+def _fix_udp(seg: bytearray, off: int, _index: int, constant: tuple, sums: dict,
+             tail: Tail) -> Tail:
+    """A tunnel's UDP header: length, and its checksum unless it is 0 (none)."""
+    super_len, between = constant
+    end = len(seg)
+    seed = seg[off + 6] << 8 | seg[off + 7]
+    if not seed:
+        _put16(seg, off + 4, end - off)
+        return tail
+    seed = adjust_seed(seed, super_len, end - off)
+    _TWO_U16.pack_into(seg, off + 4, end - off, seed)
+    # the tail is fixed already: only headers before it change later
+    if between is None:
+        total = complete_in_place(seg, off, 6, tail if (tail[0] - off) % 2 == 0 else None)
+    else:   # the sum of the bytes, modulo 0xffff and not 0 (a length is not): its fold
+        fixed, ipv6_headers = between   # and the UDP length: one more segment's length
+        total = fixed + (ipv6_headers + 1) * end - off + seed + tail[1]
+        total = complete_in_place(seg, off, 6, total=total % 0xFFFF or 0xFFFF)
+    sums[off] = (end, total)
+    return off, total
 
 
 def _u16(buf: bytes, off: int) -> int:

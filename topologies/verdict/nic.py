@@ -164,19 +164,19 @@ Source = tuple[bytes, Optional[Made], object, Sums]
 
 
 def wire_sources(frame: bytes, vnet: Optional[VnetHdr], csum_not_ready: bool, link: str,
-                 tunnels: UdpTunnels) -> Iterator[Source]:
-    """The wire frames one at a time, each with how it was made, which can make
-    its bytes, completion and segment again (a verdict keeps that, not them),
-    and the sums completing its checksums took, which verifying need not take again."""
+                 tunnels: UdpTunnels) -> Iterable[Source]:
+    """The wire frames (a GSO super-packet's made one at a time), each with how
+    it was made, which can make its bytes, completion and segment again (a
+    verdict keeps that, not them), and the sums completing its checksums took,
+    which verifying need not take again."""
     frame = bytes(frame)
     if vnet is not None and vnet.gso_kind != VIRTIO_NET_HDR_GSO_NONE:
-        yield from _segmented(frame, vnet, link, tunnels)
-    elif vnet is not None and vnet.needs_csum:
-        yield _completed(frame, vnet)
-    elif vnet is None and csum_not_ready:
-        yield _kept(_located(frame, link, tunnels))
-    else:
-        yield frame, None, None, {}
+        return _segmented(frame, vnet, link, tunnels)
+    if vnet is not None and vnet.needs_csum:
+        return (_completed(frame, vnet),)
+    if vnet is None and csum_not_ready:
+        return (_kept(_located(frame, link, tunnels)),)
+    return ((frame, None, None, {}),)
 
 
 def _issue(reason: str) -> LayerVerdict:

@@ -18,9 +18,9 @@ from .dissect import (
     dissect_with,
     udp_tunnels,
 )
-from .fast_path import Layout, packed
+from .fast_path import Layout, Plan, packed
 from .layer import LayerVerdict, Status
-from .nic import Completion, Made, Segment, Sums, wire_sources
+from .nic import Completion, Made, Segment, Segmented, Sums, wire_sources
 from .vnet_hdr import VnetHdr
 
 # PacketVerdict's fields a judged verdict makes when first read (``__getattr__``)
@@ -61,7 +61,12 @@ class PacketVerdict(_Recipe):
         elif made.field is not None:
             after = data[made.field] << 8 | data[made.field + 1]
         issues = made.issues if made else ()
-        found = None if issues else packed(data, link, tunnels, summed)
+        if issues:
+            found = None
+        elif type(made) is Segmented:
+            found = _segment_packed(data, made, summed, link, tunnels)
+        else:
+            found = packed(data, link, tunnels, summed)
         if found is None:
             verdict.layers = list(issues) + dissect_with(data, link, tunnels).layers
             verdict._layout, verdict._numbers = None, after
@@ -183,6 +188,23 @@ class PacketVerdict(_Recipe):
                 value = "?" if v.wire is None else f"0x{v.wire:04x}"
                 lines.append(f"{indent}{v.field or 'verdict':<10}= {value}  {v.annotation()}")
         return "\n".join(lines)
+
+
+# a shape's ``plan`` once its first segment could not make one
+UNPLANNED = False
+
+
+def _segment_packed(data: bytes, made: Segmented, summed: Sums, link: str,
+                    tunnels: UdpTunnels) -> Optional[tuple[Layout, int]]:
+    """``packed`` for a segment: the segments of all super-packets of one shape
+    (``gso.Shape``) share one ``Plan``, made from the first."""
+    shape = made.cut.shape
+    plan = shape.plan
+    if plan is None:
+        plan, found = Plan.first(data, link, tunnels, summed, made.field)
+        shape.plan = plan or UNPLANNED
+        return found
+    return plan.packed(data, summed) if plan else packed(data, link, tunnels, summed)
 
 
 def layers_summary(layers: list[LayerVerdict]) -> str:
