@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -171,7 +171,7 @@ def super_packets(draw, family=None, tunnel=None):
     whether its seeds are right: TCP (or UDP: USO) over IPv4 or IPv6, plain or
     in VXLAN whose outer UDP checksum is seeded or zero; the inner IPv4
     checksum anything (GSO writes it anew), any flags, ids, sizes (odd ones
-    too) and gso_size."""
+    too) and gso_size (up to 64 segments: more only repeat the same steps)."""
     family = family or draw(st.sampled_from([4, 6]))
     tunnel = draw(st.booleans()) if tunnel is None else tunnel
     tcp = not tunnel and draw(st.booleans()) or tunnel
@@ -200,7 +200,7 @@ def super_packets(draw, family=None, tunnel=None):
     kinds = {4: VIRTIO_NET_HDR_GSO_TCPV4, 6: VIRTIO_NET_HDR_GSO_TCPV6}
     vnet = VnetHdr(flags=VIRTIO_NET_HDR_F_NEEDS_CSUM,
                    gso_type=kinds[family] if tcp else VIRTIO_NET_HDR_GSO_UDP_L4,
-                   gso_size=draw(st.integers(1, 1500)), csum_start=start,
+                   gso_size=draw(st.integers(-(-len(payload) // 64), 1500)), csum_start=start,
                    csum_offset=16 if tcp else 6)
     return bytes(inner), vnet, not wrong
 
@@ -225,7 +225,7 @@ def test_segments_judged_by_a_plan_agree_with_the_dissector(first, second):
         assert all(v.ok for v in judged_as_dissected(frame, vnet)) == right
 
 
-@BOUNDED
+@settings(BOUNDED, max_examples=50)
 @given(st.data())
 def test_a_flows_super_packets_share_one_shape_and_plan(data):
     family = data.draw(st.sampled_from([4, 6]))
