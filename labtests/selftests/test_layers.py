@@ -180,6 +180,23 @@ def test_a_command_imports_only_what_it_uses():
     assert out.strip() == "[]", out
 
 
+def test_a_lab_with_addresses_mtu_and_xdp_needs_no_pyroute2(root_required):
+    """The steps most tests take (namespaces, veth, addresses, MTU, XDP, IPv6's
+    local route, teardown) go over nslab's own rtnetlink socket: pyroute2, whose
+    package imports every netlink family it knows (seconds in a VM guest under
+    TCG), is imported only by what needs it (tc, routes, vxlan, ethtool...)."""
+    probe = ("import sys\n"
+             "from topologies import Lab\n"
+             "from topologies.scenarios import xdp_responder as xr\n"
+             "with Lab() as lab:\n"
+             "    topo = xr.build(lab, xr.Config('icmp-ip-csum', 'native'))\n"
+             "    assert topo.responder_end.info()['kind'] == 'veth'\n"
+             "print('pyroute2' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=PACKAGE.parent)
+    assert (out.returncode, out.stdout.strip()) == (0, "False"), out.stderr[-2000:]
+
+
 # -- the checks themselves can fail ---------------------------------------------------------
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
     package = tmp_path / "topologies"

@@ -4,7 +4,8 @@ Every attach registers its undo on the lab's cleanup stack right away and
 returns an :class:`Attachment` whose ``detach()`` runs that undo early.
 Detaching runs on lab close too (``defer``, not ``defer_within``): a program
 must not outlive its lab because something else still pins the namespace.
-tc and XDP go through the node's netlink socket (main thread only); tcx and
+tc goes through the node's pyroute2 socket (main thread only), XDP through its
+bare rtnetlink socket (``lab.rtnl``: no pyroute2 import for an XDP test); tcx and
 netkit are BPF links made with ``BPF_LINK_CREATE`` on the node's thread,
 because the kernel looks the ifindex up in the caller's namespace. A link
 lives as long as its fd: detaching is closing it.
@@ -17,9 +18,9 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from ..errors import LabError, Unsupported
+from ..lab import rtnl
+from ..lab.rtnl import netlink_errors
 from . import libbpf
 from .loader import load
 
@@ -35,9 +36,7 @@ TC_PARENT_IDS = {"ingress": 0xFFFFFFF2, "egress": 0xFFFFFFF3}
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1
 XDP_FLAGS_REPLACE = 16
 XDP_MODE_FLAGS = {"generic": 2, "native": 4}   # XDP_FLAGS_SKB_MODE, XDP_FLAGS_DRV_MODE
-XDP_ATTACHED = {0: None, 1: "native", 2: "generic", 3: "offload", 4: "multi",
-                "xdp": "native", "xdpgeneric": "generic", "xdpoffload": "offload",
-                "xdpmulti": "multi"}  # IFLA_XDP_ATTACHED, as a number or pyroute2's name
+XDP_ATTACHED = {0: None, 1: "native", 2: "generic", 3: "offload", 4: "multi"}
 TCX_TYPES = {"ingress": libbpf.BPF_TCX_INGRESS, "egress": libbpf.BPF_TCX_EGRESS}
 NETKIT_TYPES = {"primary": libbpf.BPF_NETKIT_PRIMARY, "peer": libbpf.BPF_NETKIT_PEER}
 GONE = (errno.ENODEV, errno.ENOENT)
@@ -83,7 +82,7 @@ def _check(value: str, table: dict, what: str) -> None:
         raise LabError(f"{what} must be one of {', '.join(map(str, table))}, not {value!r}")
 
 
-def _netlink_error(what: str, exc: NetlinkError) -> LabError:
+def _netlink_error(what: str, exc: OSError) -> LabError:
     return LabError(f"{what}: {exc.args[1] if len(exc.args) > 1 else os.strerror(exc.code)}")
 
 
@@ -91,7 +90,7 @@ def _tolerate_gone(fn, *args, codes=GONE, **kwargs) -> None:
     """An undo that is fine with its object gone already (e.g. with its device)."""
     try:
         fn(*args, **kwargs)
-    except NetlinkError as exc:
+    except netlink_errors() as exc:
         if exc.code not in codes:
             raise
 
@@ -104,7 +103,7 @@ def _ensure_clsact(iface: "Iface", index: int) -> None:
     ipr = iface.node.ipr
     try:
         ipr.tc("add", "clsact", index)
-    except NetlinkError as exc:
+    except netlink_errors() as exc:
         if exc.code == errno.EEXIST:
             return
         raise _netlink_error(f"{iface}: add clsact", exc) from None
@@ -122,7 +121,7 @@ def attach_tc(iface: "Iface", prog: "Program", direction: str = "ingress", *,
     try:
         ipr.tc("add-filter", "bpf", index, handle, fd=prog.fd, name=prog.name,
                parent=TC_PARENTS[direction], classid=1, direct_action=True, prio=prio)
-    except NetlinkError as exc:
+    except netlink_errors() as exc:
         raise _netlink_error(f"{iface}: {hook} filter {prog.name} (prio {prio})", exc) from None
     undo = iface.node.lab.defer(_tolerate_gone, ipr.tc, "del-filter", "bpf", index, handle,
                                 parent=TC_PARENTS[direction], prio=prio,
@@ -136,7 +135,7 @@ def tc_filters(iface: "Iface", direction: str = "ingress") -> list[dict]:
     out = []
     try:
         msgs = iface.node.ipr.get_filters(index=iface.index, parent=TC_PARENT_IDS[direction])
-    except NetlinkError as exc:
+    except netlink_errors() as exc:
         if exc.code in (errno.EINVAL, errno.ENOENT):  # no clsact, so no filters
             return []
         raise _netlink_error(f"{iface}: list tc filters", exc) from None
@@ -156,25 +155,16 @@ class XdpState:
 
 
 def xdp_state(iface: "Iface") -> XdpState:
-    msg = iface.node.ipr.link("get", index=iface.index)[0]
-    xdp = msg.get_attr("IFLA_XDP")
-    if xdp is None:
-        return XdpState(None, 0)
-    return XdpState(XDP_ATTACHED.get(xdp.get_attr("IFLA_XDP_ATTACHED") or 0, "unknown"),
-                    xdp.get_attr("IFLA_XDP_PROG_ID") or 0)
-
-
-def _set_xdp(iface: "Iface", index: int, attrs: list) -> None:
-    iface.node.ipr.link("set", index=index, xdp={"attrs": attrs})
+    link = iface.node.rtnl.details(iface.index)
+    return XdpState(XDP_ATTACHED.get(link.xdp_attached, "unknown"), link.xdp_prog_id)
 
 
 def _detach_xdp(iface: "Iface", index: int, mode_flag: int, prog_fd: int) -> None:
     """Remove our program only: XDP_FLAGS_REPLACE with the expected fd refuses
     to remove a program someone attached after us."""
     try:
-        _tolerate_gone(_set_xdp, iface, index, [("IFLA_XDP_FD", -1),
-                                                ("IFLA_XDP_EXPECTED_FD", prog_fd),
-                                                ("IFLA_XDP_FLAGS", mode_flag | XDP_FLAGS_REPLACE)])
+        _tolerate_gone(iface.node.rtnl.set_xdp, rtnl.xdp_request(
+            index, -1, mode_flag | XDP_FLAGS_REPLACE, expected_fd=prog_fd))
     finally:
         os.close(prog_fd)
 
@@ -195,9 +185,9 @@ def attach_xdp(iface: "Iface", prog: "Program", mode: str = "native", *,
         _make_peer_receive_xdp_tx(iface)
     index, flag, hook = iface.index, XDP_MODE_FLAGS[mode], f"xdp {mode}"
     try:
-        _set_xdp(iface, index, [("IFLA_XDP_FD", prog.fd),
-                                ("IFLA_XDP_FLAGS", flag | XDP_FLAGS_UPDATE_IF_NOEXIST)])
-    except NetlinkError as exc:
+        iface.node.rtnl.set_xdp(rtnl.xdp_request(index, prog.fd,
+                                                 flag | XDP_FLAGS_UPDATE_IF_NOEXIST))
+    except rtnl.NetlinkError as exc:
         if exc.code == errno.EOPNOTSUPP:
             raise Unsupported(f"{iface}: the driver has no {hook} "
                               f"({exc.args[1] if len(exc.args) > 1 else 'EOPNOTSUPP'})") from None

@@ -4,8 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from pyroute2 import Conntrack
-
 if TYPE_CHECKING:
     from .node import Node
 
@@ -24,6 +22,7 @@ class Flow:
 
 def flows(node: "Node", proto: Optional[int] = None) -> list[Flow]:
     def dump() -> list[Flow]:
+        from pyroute2 import Conntrack   # on first use: see rtnl on pyroute2's import
         ct = Conntrack()
         try:
             out = []

@@ -6,10 +6,9 @@ import socket
 import time
 from typing import TYPE_CHECKING, Mapping, Optional
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from ..errors import LabError
 from . import offloads, rtnl
+from .rtnl import NetlinkError
 
 if TYPE_CHECKING:
     from .node import Node
@@ -43,10 +42,8 @@ class Iface:
         self._index = index
 
     def _set(self, **attrs) -> "Iface":
-        # By name when the index is not known yet: the kernel resolves it (one round trip).
-        where = {"index": self._index} if self._index else {"ifname": self.name}
         try:
-            self.node.ipr.link("set", **where, **attrs)
+            self.node.rtnl.set_link(self.index, **attrs)
         except NetlinkError as exc:
             raise LabError(f"{self}: set {attrs}: {exc.args[1]}") from None
         return self
@@ -59,17 +56,18 @@ class Iface:
         return self
 
     def down(self) -> "Iface":
-        return self._set(state="down")
+        return self._set(up=False)
 
     def set_mtu(self, mtu: int) -> "Iface":
         return self._set(mtu=mtu)
 
     def info(self) -> dict:
-        msg = self.node.ipr.link("get", index=self.index)[0]
-        return {"ifname": self.name, "index": msg["index"], "flags": msg["flags"],
-                "mtu": msg.get_attr("IFLA_MTU"), "mac": msg.get_attr("IFLA_ADDRESS"),
-                "state": msg.get_attr("IFLA_OPERSTATE"),
-                "kind": (msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "")}
+        try:
+            link = self.node.rtnl.details(self.index)
+        except NetlinkError as exc:
+            raise LabError(f"{self}: {exc.args[1]}") from None
+        return {"ifname": self.name, "index": link.index, "flags": link.flags,
+                "mtu": link.mtu, "mac": link.mac, "state": link.state, "kind": link.kind}
 
     def stats(self) -> dict[str, int]:
         """The device's counters (IFLA_STATS64: rx_packets, tx_dropped, ...)."""
@@ -110,10 +108,9 @@ class Iface:
         """IPv6 finishes an address on a workqueue (even without DAD): only then
         is its local route in place and its solicited-node group joined. Until
         then packets to it, neighbour solicitations included, are dropped."""
-        deadline = time.monotonic() + timeout
+        deadline, packed = time.monotonic() + timeout, ipaddress.IPv6Address(address).packed
         while True:
-            msgs = self.node.ipr.route("get", dst=address, family=socket.AF_INET6)
-            if msgs and msgs[0]["type"] == RTN_LOCAL:
+            if self.node.rtnl.route_type(socket.AF_INET6, packed) == RTN_LOCAL:
                 return
             if time.monotonic() > deadline:
                 raise LabError(f"{self}: {address} not usable after {timeout}s")

@@ -14,12 +14,10 @@ import select
 import time
 from typing import TYPE_CHECKING, Callable, Optional, Tuple
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from ..errors import LabError, Unsupported
 from . import ifflags, netns, rtnl, wakeup
-from . import netkit as _netkit
 from .iface import Iface
+from .rtnl import NetlinkError, netlink_errors
 
 if TYPE_CHECKING:
     from .node import Node
@@ -33,7 +31,7 @@ def _create(node: "Node", ifname: str, kind: str, add: Callable[[], None]) -> If
     """Run ``add`` (the request that makes the link) and register the link's undo."""
     try:
         add()
-    except NetlinkError as exc:
+    except netlink_errors() as exc:
         if exc.code == errno.EOPNOTSUPP:
             raise Unsupported(f"kernel {os.uname().release} has no {kind} link kind "
                               f"(CONFIG_{kind.upper()} not set)") from None
@@ -50,7 +48,7 @@ def _create_with_pyroute2(node: "Node", ifname: str, kind: str, **spec) -> Iface
 
 def _delete_link(node: "Node", ifname: str) -> None:
     try:
-        node.ipr.link("del", ifname=ifname)
+        node.rtnl.delete_link(ifname)
     except NetlinkError as exc:
         if exc.code != errno.ENODEV:  # gone with its peer or namespace
             raise
@@ -203,6 +201,7 @@ def netkit(primary: "Node", primary_name: str, peer: "Node", peer_name: str, *,
            scrub: str = "default", peer_scrub: str = "default",
            up: bool = True) -> Tuple[Iface, Iface]:
     """A netkit pair; the primary end is the one BPF attaches to (BPF_NETKIT_PRIMARY)."""
+    from . import netkit as _netkit   # registers the kind with pyroute2, which it imports
     for value, table in ((mode, _netkit.MODES), (policy, _netkit.POLICIES),
                          (peer_policy, _netkit.POLICIES), (scrub, _netkit.SCRUB),
                          (peer_scrub, _netkit.SCRUB)):

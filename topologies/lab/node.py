@@ -8,14 +8,14 @@ import subprocess
 from concurrent.futures import BrokenExecutor
 from typing import TYPE_CHECKING, Optional, Sequence, Union
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 from ..errors import LabError
 from . import ifflags, netns, rtnl, snmp
 from .iface import Iface
+from .rtnl import NetlinkError, netlink_errors
 
 if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
     from .lab import Lab
 
 Command = Union[str, Sequence[str]]
@@ -77,15 +77,17 @@ class Node:
             lab.defer(netns.remove, self.netns, what=f"namespace {self.netns}")
         lab.defer(self._thread.close, what=f"thread in {self.netns}")
         self.rtnl, self.link_events = self._thread.setup_result
-        self._ipr: Optional[IPRoute] = None
+        self._ipr: Optional["IPRoute"] = None
         # Same place on the stack as when ipr was made here: undos registered
         # later may still use it.
         lab.defer(self._close_sockets, what=f"netlink sockets of {self.netns}")
 
     @property
-    def ipr(self) -> IPRoute:
-        """Made on first use (0.2 ms, and many labs never need it)."""
+    def ipr(self) -> "IPRoute":
+        """pyroute2's IPRoute in this namespace, made on first use (pyroute2 is
+        imported then: most tests never need it, see ``rtnl``)."""
         if self._ipr is None:
+            from pyroute2 import IPRoute
             # flags=0: never let a typo create a namespace behind our back.
             self._ipr = IPRoute(fileno=self.call(_netlink_socket), flags=0)
         return self._ipr
@@ -175,7 +177,7 @@ class Node:
             spec["family"] = socket.AF_INET6
         try:
             self.ipr.route("add", **spec)
-        except NetlinkError as exc:
+        except netlink_errors() as exc:
             raise LabError(f"route add {dst} in node {self.name}: {exc.args[1]}") from None
         self.lab.defer_within(_ignore_gone, self.ipr.route, "del",
                               what=f"route {dst} in {self.name}", **spec)
@@ -222,7 +224,7 @@ def _ignore_gone(fn, *args, **kwargs) -> None:
     """Undo that tolerates the object being gone already (e.g. with its device)."""
     try:
         fn(*args, **kwargs)
-    except NetlinkError as exc:
+    except netlink_errors() as exc:
         if exc.code not in GONE:
             raise
 

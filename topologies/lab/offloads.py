@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Mapping
 
-from pyroute2 import Ethtool
-from pyroute2.ethtool.ioctl import NotSupportedError
-
 from ..errors import LabError
 
 if TYPE_CHECKING:
+    from pyroute2 import Ethtool
+
     from .node import Node
 
 # ethtool -K shorthands (as in `ethtool --offload dev rx off tx off`).
@@ -29,9 +28,10 @@ ALIASES = {
 }
 
 
-def _ethtool(node: "Node") -> Ethtool:
+def _ethtool(node: "Node") -> "Ethtool":
     tool = getattr(node, "_ethtool", None)
     if tool is None:
+        from pyroute2 import Ethtool   # on first use: see rtnl on pyroute2's import
         tool = node._ethtool = node.call(Ethtool)
         node.lab.defer(tool.close, what=f"ethtool socket of {node.name}")
     return tool
@@ -77,6 +77,7 @@ def set_features(node: "Node", ifname: str, settings: Mapping[str, bool]) -> dic
         for name, on in wanted.items():
             feats.features[name].enable = on
         tool.set_features(ifname, feats)
+    from pyroute2.ethtool.ioctl import NotSupportedError
     try:
         node.call(apply)
     except NotSupportedError:

@@ -44,8 +44,6 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
-from pyroute2 import Conntrack
-
 from ..errors import LabError
 from ..lab import firewall
 from ..lab.conntrack import Flow
@@ -292,6 +290,7 @@ def udp_flows(node: "Node", family: int) -> list[Flow]:
     """``node``'s UDP conntrack entries of one address family (a conntrack dump
     asked for one family returns only that family's entries)."""
     def dump() -> list[Flow]:
+        from pyroute2 import Conntrack   # on first use: see lab.rtnl on pyroute2's import
         ct = Conntrack(nfgen_family=socket.AF_INET6 if family == 6 else socket.AF_INET)
         try:
             return [Flow(o.proto, (o.saddr, o.sport, o.daddr, o.dport),
