@@ -28,6 +28,7 @@ import os
 import re
 import sys
 import time
+from concurrent.futures import Future
 
 import pytest
 
@@ -93,7 +94,30 @@ def pytest_configure(config):
         # The next run removes what a killed run left (dead owners, dead sessions).
         for swept in sweep.sweep():
             print(f"nslab: swept lab {swept.describe()}")
-        config._nslab_root_before = rootstate.snapshot()
+        # Taken while the tests are collected; awaited before any can run.
+        config._nslab_root_before = rootstate.snapshot_in_background()
+
+
+def _root_before(config) -> dict:
+    """The root namespace as it was before the session's tests (waited for)."""
+    before = config._nslab_root_before
+    if isinstance(before, Future):
+        before = config._nslab_root_before = before.result()
+    return before
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    # xdist's workers start collecting and running tests when this hook ends
+    if hasattr(session.config, "_nslab_root_before") \
+            and session.config.pluginmanager.has_plugin("dsession"):
+        _root_before(session.config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session):
+    if hasattr(session.config, "_nslab_root_before"):
+        _root_before(session.config)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -123,7 +147,7 @@ def pytest_sessionfinish(session, exitstatus):
         problems.append("labs left behind by this session (now removed): "
                         + ", ".join(sweep.remove_lab(r, "left by its session").prefix
                                     for r in left))
-    changed = rootstate.diff(config._nslab_root_before, rootstate.snapshot())
+    changed = rootstate.diff(_root_before(config), rootstate.snapshot())
     if changed:
         problems.append("the root namespace changed during the session:\n" + changed)
     if problems:

@@ -258,6 +258,18 @@ def test_scapy_never_resolves_from_the_root_namespace_even_imported_late(root_re
     assert "scapy wanted to resolve a MAC address" in out, out
 
 
+def test_a_session_that_changes_the_root_namespace_fails(root_required):
+    """A change a test makes to the root namespace fails the session, with the
+    diff. (In a network namespace of its own, which is the session's root.)"""
+    helper = os.path.join(HERE, "helpers", "changes_root_namespace.py")
+    proc = subprocess.run(["unshare", "--net", sys.executable, "-m", "pytest", "-q",
+                           "-p", "no:cacheprovider", helper],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "the root namespace changed during the session" in out and "LOOPBACK,UP" in out, out
+
+
 def _processes_running(marker: str) -> list[int]:
     """pids whose command line holds ``marker`` (a test's own unique argument)."""
     found = []
