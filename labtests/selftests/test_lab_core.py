@@ -21,6 +21,20 @@ def test_namespaces_carry_the_lab_prefix_and_go_with_the_lab(lab):
     assert netns.names(lab.prefix) == []
 
 
+def test_a_node_interrupted_while_being_made_leaves_no_namespace(lab, monkeypatch):
+    """An exception (a signal turned into one) can land after the namespace's name
+    is reserved and before its removal is registered: the lab removes it anyway."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(netns, "ThreadPoolExecutor", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        lab.add_node("half")
+    monkeypatch.undo()
+    assert netns.names(lab.prefix + "-") == [f"{lab.prefix}-half"]
+    lab.close()
+    assert netns.names(lab.prefix + "-") == []
+
+
 def test_bad_node_name_is_a_one_line_error(lab):
     with pytest.raises(LabError, match="bad node name"):
         lab.add_node("Bad Name!")

@@ -11,7 +11,7 @@ import weakref
 from typing import Optional
 
 from ..errors import LabError
-from . import links
+from . import links, netns
 from .cleanup import CleanupStack, Deferred
 from .names import check_name
 from .node import Node
@@ -50,6 +50,9 @@ class Lab:
                                                    session=current_session())
         self.record.save()
         self._stack.defer(self.record.delete, what="owner record")
+        # Just before the record goes: a namespace whose node was interrupted while
+        # being made (its name reserved, its removal not yet registered) goes too.
+        self._stack.defer(_remove_namespaces, self.prefix, what="namespaces left half-made")
         self.closed = self.closing = False
         _open_labs.add(self)
 
@@ -162,3 +165,8 @@ def raise_on_termination() -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) in (signal.SIG_DFL, None):
             signal.signal(sig, handler)
+
+
+def _remove_namespaces(prefix: str) -> None:
+    for name in netns.names(prefix + "-"):
+        netns.remove(name)
