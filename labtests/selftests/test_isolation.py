@@ -245,28 +245,29 @@ def test_a_hung_test_fails_with_its_stack_and_its_lab_is_removed(root_required, 
     assert prefix not in [r.prefix for r in owner.all_records()]
 
 
+def pytest_in_a_namespace_of_its_own(helper: str) -> tuple[int, str]:
+    """A nested pytest session on a helper file, in a new network namespace (its
+    root namespace): what it does there never reaches the host's."""
+    proc = subprocess.run(["unshare", "--net", sys.executable, "-m", "pytest", "-q",
+                           "-p", "no:cacheprovider", os.path.join(HERE, "helpers", helper)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
 def test_scapy_never_resolves_from_the_root_namespace_even_imported_late(root_required):
     """An Ether() without dst makes scapy send ARP from the root namespace: the
     plugin stops it, also where scapy is first imported by a fixture. (In a network
     namespace of its own: were the plugin to let it through, nothing leaves the host's.)"""
-    helper = os.path.join(HERE, "helpers", "scapy_resolves.py")
-    proc = subprocess.run(["unshare", "--net", sys.executable, "-m", "pytest", "-q",
-                           "-p", "no:cacheprovider", helper],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1, out
+    returncode, out = pytest_in_a_namespace_of_its_own("scapy_resolves.py")
+    assert returncode == 1, out
     assert "scapy wanted to resolve a MAC address" in out, out
 
 
 def test_a_session_that_changes_the_root_namespace_fails(root_required):
     """A change a test makes to the root namespace fails the session, with the
     diff. (In a network namespace of its own, which is the session's root.)"""
-    helper = os.path.join(HERE, "helpers", "changes_root_namespace.py")
-    proc = subprocess.run(["unshare", "--net", sys.executable, "-m", "pytest", "-q",
-                           "-p", "no:cacheprovider", helper],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 1, out
+    returncode, out = pytest_in_a_namespace_of_its_own("changes_root_namespace.py")
+    assert returncode == 1, out
     assert "the root namespace changed during the session" in out and "LOOPBACK,UP" in out, out
 
 
