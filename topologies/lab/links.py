@@ -10,7 +10,6 @@ import contextlib
 import errno
 import ipaddress
 import os
-import select
 import time
 from typing import TYPE_CHECKING, Callable, Optional, Tuple
 
@@ -110,10 +109,8 @@ class LinkWatch:
         pending = {(id(end.node.link_events), end.name): end for end in ends}
         if ask_first:
             _drop_settled(pending)
-        poller = select.poll()   # not select(): a busy process may hold fds above 1024
         by_fd = {events.fileno(): events for events in self._events}
-        for fd in by_fd:
-            poller.register(fd, select.POLLIN)
+        poller = wakeup.poller(by_fd)
         deadline = time.monotonic() + timeout
         while pending:
             ready = wakeup.readable(poller, deadline)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import time
 from typing import Iterable, Iterator
@@ -40,9 +39,8 @@ def send(fds: Iterable[int], sig: int) -> None:
 def wait_exit(fds: Iterable[int], timeout: float) -> bool:
     """Whether every process exited within ``timeout`` seconds (the bound of a
     wait gone wrong: the wait ends when the last one exits)."""
-    poller, left = select.poll(), set(fds)
-    for fd in left:
-        poller.register(fd, select.POLLIN)
+    left = set(fds)
+    poller = wakeup.poller(left)
     deadline = time.monotonic() + timeout
     while left:
         ready = wakeup.readable(poller, deadline)

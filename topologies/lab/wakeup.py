@@ -8,7 +8,16 @@ from __future__ import annotations
 import os
 import select
 import time
-from typing import Optional
+from typing import Iterable, Optional
+
+
+def poller(fds: Iterable[int]) -> select.poll:
+    """A poll object watching ``fds`` for input (not select(): a busy process may
+    hold descriptors above 1024)."""
+    poll = select.poll()
+    for fd in fds:
+        poll.register(fd, select.POLLIN)
+    return poll
 
 
 def readable(poller: select.poll, deadline: float) -> Optional[list[int]]:
