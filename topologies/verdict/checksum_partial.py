@@ -52,11 +52,9 @@ def complete_in_place(buf: bytearray, csum_start: int, csum_offset: int,
     verifier would sum again (None for an odd ``csum_offset``)."""
     field = csum_start + csum_offset
     seed = buf[field] << 8 | buf[field + 1]
-    if total is not None:
-        pass
-    elif tail is None:
+    if total is None and tail is None:
         total = ones_sum(memoryview(buf)[csum_start:])   # folded already: 0 added
-    else:
+    elif total is None:
         total = fold(ones_sum(memoryview(buf)[csum_start:tail[0]], tail[1]))
     value = ~total & 0xFFFF or CSUM_MANGLED_0
     buf[field], buf[field + 1] = value >> 8, value & 0xFF
