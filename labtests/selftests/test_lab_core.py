@@ -120,6 +120,29 @@ def test_routes_neighbours_and_mtu(lab):
     assert gateway and gateway[0]["lladdr"] == r0.mac
 
 
+def test_routes_reach_the_kernel_with_gateway_device_and_mtu(pair):
+    """What ``ip route`` shows of each route nslab adds, both families and
+    ``default``; the MTU is the one ``route_get`` reports for the path."""
+    client, _ = pair
+    client.add_route("198.51.100.0/24", via="10.0.0.2", mtu=1300)
+    client.add_route("default", dev="eth0")
+    client.add_route("2001:db8::/64", via="fd00::2", mtu=1280)
+    client.add_route("::/0", via="fd00::2", dev="eth0")
+    shown = [line.strip() for family in ("-4", "-6")
+             for line in client.run(["ip", family, "route", "show"]).stdout.splitlines()]
+    assert "198.51.100.0/24 via 10.0.0.2 dev eth0 proto static mtu 1300" in shown
+    assert "default dev eth0 proto static" in shown
+    assert "2001:db8::/64 via fd00::2 dev eth0 proto static metric 1024 mtu 1280 pref medium" \
+        in shown
+    assert "default via fd00::2 dev eth0 proto static metric 1024 pref medium" in shown
+    assert client.route_get("198.51.100.7")["mtu"] == 1300
+    assert client.route_get("2001:db8::7") == {
+        "dst": "2001:db8::7", "gateway": "fd00::2", "prefsrc": "fd00::1",
+        "oif": client.ifindex("eth0"), "dev": "eth0", "mtu": 1280}
+    with pytest.raises(LabError, match="route add 198.51.100.0/24 in node client: File exists"):
+        client.add_route("198.51.100.0/24", via="10.0.0.2")
+
+
 def test_tcp_bulk_with_df_learns_the_path_mtu(lab):
     """A DF upload through a 1400-byte link completes only because the router's
     frag-needed reaches the client kernel, which then caches the path MTU."""
@@ -184,6 +207,9 @@ def test_offloads_are_read_and_set_by_ethtool_name(pair):
     assert eth0.feature("tx-checksum-ip-generic") is True
     with pytest.raises(LabError, match="unknown ethtool feature"):
         eth0.set_offloads({"no-such-feature": False})
+    assert eth0.feature("loopback") is False     # not a veth's to change
+    with pytest.raises(LabError, match="could not set loopback on .fixed by the driver"):
+        eth0.set_offloads({"loopback": True})
 
 
 # kind → (the drop rule listed with its packet count, where the count is)

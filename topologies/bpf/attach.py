@@ -4,11 +4,11 @@ Every attach registers its undo on the lab's cleanup stack right away and
 returns an :class:`Attachment` whose ``detach()`` runs that undo early.
 Detaching runs on lab close too (``defer``, not ``defer_within``): a program
 must not outlive its lab because something else still pins the namespace.
-tc goes through the node's pyroute2 socket (main thread only), XDP through its
-bare rtnetlink socket (``lab.rtnl``: no pyroute2 import for an XDP test); tcx and
-netkit are BPF links made with ``BPF_LINK_CREATE`` on the node's thread,
-because the kernel looks the ifindex up in the caller's namespace. A link
-lives as long as its fd: detaching is closing it.
+tc and XDP go through the node's bare rtnetlink socket (``lab.rtnl``: no
+pyroute2 import for a test that attaches a program; listing tc filters still
+uses pyroute2); tcx and netkit are BPF links made with ``BPF_LINK_CREATE`` on
+the node's thread, because the kernel looks the ifindex up in the caller's
+namespace. A link lives as long as its fd: detaching is closing it.
 """
 from __future__ import annotations
 
@@ -31,8 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TC_PARENTS = {"ingress": "ffff:fff2", "egress": "ffff:fff3"}  # clsact's two hooks
-TC_PARENT_IDS = {"ingress": 0xFFFFFFF2, "egress": 0xFFFFFFF3}
+TC_PARENT_IDS = {"ingress": 0xFFFFFFF2, "egress": 0xFFFFFFF3}  # clsact's two hooks
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1
 XDP_FLAGS_REPLACE = 16
 XDP_MODE_FLAGS = {"generic": 2, "native": 4}   # XDP_FLAGS_SKB_MODE, XDP_FLAGS_DRV_MODE
@@ -100,38 +99,38 @@ def _ensure_clsact(iface: "Iface", index: int) -> None:
     """Add clsact unless present; only a qdisc we added is ours to remove. It holds
     nothing of ours once our filters are gone, so on lab close it simply goes
     with the namespace (``defer_within``)."""
-    ipr = iface.node.ipr
+    node = iface.node
     try:
-        ipr.tc("add", "clsact", index)
-    except netlink_errors() as exc:
+        node.rtnl.add_clsact(index)
+    except rtnl.NetlinkError as exc:
         if exc.code == errno.EEXIST:
             return
         raise _netlink_error(f"{iface}: add clsact", exc) from None
-    iface.node.lab.defer_within(_tolerate_gone, ipr.tc, "del", "clsact", index,
-                                codes=GONE + (errno.EINVAL,), what=f"clsact on {iface}")
+    node.lab.defer_within(_tolerate_gone, node.rtnl.delete_clsact, index,
+                          codes=GONE + (errno.EINVAL,), what=f"clsact on {iface}")
 
 
 def attach_tc(iface: "Iface", prog: "Program", direction: str = "ingress", *,
               prio: int = 1, handle: int = 1) -> TcAttachment:
     """A direct-action cls_bpf filter on clsact ingress or egress."""
-    _check(direction, TC_PARENTS, "tc direction")
-    index, ipr = iface.index, iface.node.ipr
+    _check(direction, TC_PARENT_IDS, "tc direction")
+    index, node = iface.index, iface.node
     _ensure_clsact(iface, index)
-    hook = f"tc {direction}"
+    hook, parent = f"tc {direction}", TC_PARENT_IDS[direction]
     try:
-        ipr.tc("add-filter", "bpf", index, handle, fd=prog.fd, name=prog.name,
-               parent=TC_PARENTS[direction], classid=1, direct_action=True, prio=prio)
-    except netlink_errors() as exc:
+        node.rtnl.add_filter(rtnl.bpf_filter_request(index, parent, handle=handle, prio=prio,
+                                                     fd=prog.fd, name=prog.name))
+    except rtnl.NetlinkError as exc:
         raise _netlink_error(f"{iface}: {hook} filter {prog.name} (prio {prio})", exc) from None
-    undo = iface.node.lab.defer(_tolerate_gone, ipr.tc, "del-filter", "bpf", index, handle,
-                                parent=TC_PARENTS[direction], prio=prio,
-                                what=f"{hook} filter {prog.name} on {iface}")
+    undo = node.lab.defer(_tolerate_gone, node.rtnl.delete_filter,
+                          rtnl.bpf_filter_delete_request(index, parent, handle=handle, prio=prio),
+                          what=f"{hook} filter {prog.name} on {iface}")
     return TcAttachment(hook, iface, prog, undo, prio=prio, handle=handle)
 
 
 def tc_filters(iface: "Iface", direction: str = "ingress") -> list[dict]:
     """The cls_bpf filters on a clsact hook: name, prio and handle of each."""
-    _check(direction, TC_PARENTS, "tc direction")
+    _check(direction, TC_PARENT_IDS, "tc direction")
     out = []
     try:
         msgs = iface.node.ipr.get_filters(index=iface.index, parent=TC_PARENT_IDS[direction])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
 import os
 import time
 from typing import TYPE_CHECKING, Callable, Optional, Tuple
@@ -170,17 +169,10 @@ def vxlan(node: "Node", ifname: str, *, vni: int, local: str, remote: str, under
           learning: bool = False, up: bool = True) -> Iface:
     """A unicast VXLAN device. ``udpcsum`` is always explicit: the kernel's
     default for the outer UDP checksum has changed over the years."""
-    spec = dict(vxlan_id=vni, vxlan_port=port, vxlan_link=node.ifindex(underlay),
-                vxlan_learning=int(learning))
-    if ipaddress.ip_address(local).version == 6:
-        spec.update(vxlan_local6=local, vxlan_group6=remote,
-                    vxlan_udp_zero_csum6_tx=int(not udpcsum),
-                    vxlan_udp_zero_csum6_rx=int(not udpcsum))
-    else:
-        spec.update(vxlan_local=local, vxlan_group=remote, vxlan_udp_csum=int(udpcsum))
-    if mtu:
-        spec["mtu"] = mtu
-    dev = _create_with_pyroute2(node, ifname, "vxlan", **spec)
+    request = rtnl.vxlan_request(ifname, vni=vni, port=port, link=node.ifindex(underlay),
+                                 local=local, remote=remote, udpcsum=udpcsum,
+                                 learning=learning, mtu=mtu)
+    dev = _create(node, ifname, "vxlan", lambda: node.rtnl.add_link(request))
     if up:
         dev.up()
     return dev

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import ipaddress
 import shlex
 import socket
 import subprocess
@@ -166,6 +167,30 @@ class Node:
 
     def add_route(self, dst: str, *, via: Optional[str] = None, dev: Optional[str] = None,
                   mtu: Optional[int] = None, **extra) -> None:
+        """``ip route add dst [via] [dev] [mtu]`` in the main table; ``dst`` is
+        ``addr/len`` or ``default`` (``::/0`` for IPv6). ``extra`` (pyroute2's
+        route keywords: ``table``, ``scope``...) takes pyroute2's way."""
+        if extra:
+            return self._add_route_with_pyroute2(dst, via=via, dev=dev, mtu=mtu, **extra)
+        network = ipaddress.ip_interface("0.0.0.0/0" if dst == "default" else dst)
+        gateway = ipaddress.ip_address(via) if via else None
+        family = socket.AF_INET6 if 6 in (network.version, gateway and gateway.version) \
+            else socket.AF_INET
+        if family == socket.AF_INET6 and dst == "default":
+            network = ipaddress.ip_interface("::/0")
+        request = rtnl.route_change_request(
+            family, network.ip.packed, network.network.prefixlen,
+            gateway=gateway.packed if gateway else None,
+            oif=self.ifindex(dev) if dev else None, mtu=mtu)
+        try:
+            self.rtnl.add_route(request)
+        except NetlinkError as exc:
+            raise LabError(f"route add {dst} in node {self.name}: {exc.args[1]}") from None
+        self.lab.defer_within(_ignore_gone, self.rtnl.delete_route, request,
+                              what=f"route {dst} in {self.name}")
+
+    def _add_route_with_pyroute2(self, dst: str, *, via: Optional[str], dev: Optional[str],
+                                 mtu: Optional[int], **extra) -> None:
         spec = dict(dst=dst, **extra)
         if via:
             spec["gateway"] = via
@@ -184,30 +209,31 @@ class Node:
 
     def route_get(self, dst: str) -> dict:
         """The kernel's route to ``dst``, with the learned path MTU when cached."""
-        family = socket.AF_INET6 if ":" in dst else socket.AF_INET
-        msg = self.ipr.route("get", dst=dst, family=family)[0]
-        metrics = msg.get_attr("RTA_METRICS")
-        mtu = metrics.get_attr("RTAX_MTU") if metrics else None
-        oif = msg.get_attr("RTA_OIF")
-        return {"dst": dst, "gateway": msg.get_attr("RTA_GATEWAY"),
-                "prefsrc": msg.get_attr("RTA_PREFSRC"), "oif": oif,
-                "dev": self._ifname(oif) if oif else None, "mtu": mtu}
+        address = ipaddress.ip_address(dst)
+        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+        try:
+            taken = self.rtnl.route_to(family, address.packed)
+        except NetlinkError as exc:
+            raise LabError(f"route get {dst} in node {self.name}: {exc.args[1]}") from None
+        return {"dst": dst, "gateway": taken.gateway, "prefsrc": taken.prefsrc,
+                "oif": taken.oif, "dev": self._ifname(taken.oif) if taken.oif else None,
+                "mtu": taken.mtu}
 
     def neighbours(self, dev: Optional[str] = None) -> list[dict]:
-        query = {"ifindex": self.ifindex(dev)} if dev else {}
-        out = []
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for msg in self.ipr.neigh("dump", family=family, **query):
-                out.append({"dst": msg.get_attr("NDA_DST"), "lladdr": msg.get_attr("NDA_LLADDR"),
-                            "dev": self._ifname(msg["ifindex"]), "state": msg["state"]})
-        return out
+        index = self.ifindex(dev) if dev else None
+        return [{"dst": n.dst, "lladdr": n.lladdr, "dev": self._ifname(n.index),
+                 "state": n.state}
+                for family in (socket.AF_INET, socket.AF_INET6)
+                for n in self.rtnl.neighbours(family) if index in (None, n.index)]
 
     def links(self) -> list[str]:
         return [msg.get_attr("IFLA_IFNAME") for msg in self.ipr.link("dump")]
 
     def _ifname(self, index: int) -> Optional[str]:
-        msgs = self.ipr.link("get", index=index)
-        return msgs[0].get_attr("IFLA_IFNAME") if msgs else None
+        try:
+            return self.rtnl.details(index).ifname
+        except NetlinkError:
+            return None
 
 
 GONE = (errno.ENODEV, errno.ESRCH, errno.ENOENT, errno.EADDRNOTAVAIL)

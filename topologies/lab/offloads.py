@@ -1,18 +1,30 @@
 """ethtool features of a device inside a namespace, by their ethtool names.
 
-pyroute2's ``Ethtool`` has no netns argument: its sockets belong to the
-namespace of the thread that builds it, so it is built on the node's thread.
+Read and set with the ``SIOCETHTOOL`` ioctl (ETHTOOL_GFEATURES / SFEATURES, the
+names from the ETH_SS_FEATURES string set), as ``ethtool -k/-K`` does, on a
+socket made inside the namespace: the kernel looks the device up in the
+socket's namespace, so the calls may come from any thread.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping
+import ctypes
+import fcntl
+import socket
+import struct
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 from ..errors import LabError
 
 if TYPE_CHECKING:
-    from pyroute2 import Ethtool
-
     from .node import Node
+
+SIOCETHTOOL = 0x8946
+ETHTOOL_GSTRINGS, ETHTOOL_GSSET_INFO, ETHTOOL_GFEATURES, ETHTOOL_SFEATURES = \
+    0x1B, 0x37, 0x3A, 0x3B
+ETH_SS_FEATURES, ETH_GSTRING_LEN = 4, 32
+_IFREQ = struct.Struct("16sP")          # ifr_name, ifr_data (the union's pointer)
+_GET_BLOCK = struct.Struct("=IIII")     # available, requested, active, never_changed
+_SET_BLOCK = struct.Struct("=II")       # valid, requested
 
 # ethtool -K shorthands (as in `ethtool --offload dev rx off tx off`).
 ALIASES = {
@@ -28,22 +40,75 @@ ALIASES = {
 }
 
 
-def _ethtool(node: "Node") -> "Ethtool":
-    tool = getattr(node, "_ethtool", None)
-    if tool is None:
-        from pyroute2 import Ethtool   # on first use: see rtnl on pyroute2's import
-        tool = node._ethtool = node.call(Ethtool)
-        node.lab.defer(tool.close, what=f"ethtool socket of {node.name}")
-    return tool
+class Feature(NamedTuple):
+    bit: int
+    enabled: bool
+    changeable: bool      # in the device's hw_features: ethtool may turn it on and off
 
 
-def _read(node: "Node", ifname: str):
-    return node.call(_ethtool(node).get_features, ifname).features
+def _ethtool(sock: socket.socket, ifname: str, data: ctypes.Array) -> None:
+    """One SIOCETHTOOL call; ``data`` is the command buffer the kernel reads and fills."""
+    request = _IFREQ.pack(ifname.encode(), ctypes.addressof(data)) + b"\0" * 16
+    try:
+        fcntl.ioctl(sock, SIOCETHTOOL, request)
+    except OSError as exc:
+        raise LabError(f"ethtool on {ifname}: {exc.strerror}") from None
+
+
+def _names(sock: socket.socket, ifname: str) -> list[str]:
+    """The kernel's feature names, by bit (ETH_SS_FEATURES)."""
+    info = ctypes.create_string_buffer(struct.pack("=IIQI", ETHTOOL_GSSET_INFO, 0,
+                                                   1 << ETH_SS_FEATURES, 0))
+    _ethtool(sock, ifname, info)
+    count = struct.unpack_from("=I", info, 16)[0]
+    strings = ctypes.create_string_buffer(struct.pack("=III", ETHTOOL_GSTRINGS, ETH_SS_FEATURES,
+                                                      count) + b"\0" * count * ETH_GSTRING_LEN)
+    _ethtool(sock, ifname, strings)
+    raw = strings.raw[12:12 + count * ETH_GSTRING_LEN]
+    return [raw[i:i + ETH_GSTRING_LEN].split(b"\0", 1)[0].decode()
+            for i in range(0, len(raw), ETH_GSTRING_LEN)]
+
+
+def _read(sock: socket.socket, ifname: str) -> tuple[dict[str, Feature], int]:
+    """Every named feature, and the kernel's number of feature words."""
+    names = _names(sock, ifname)
+    words = (len(names) + 31) // 32
+    buf = ctypes.create_string_buffer(struct.pack("=II", ETHTOOL_GFEATURES, words)
+                                      + b"\0" * words * _GET_BLOCK.size)
+    _ethtool(sock, ifname, buf)
+    words = struct.unpack_from("=I", buf, 4)[0]      # the kernel's count, which SFEATURES wants
+    blocks = [_GET_BLOCK.unpack_from(buf, 8 + i * _GET_BLOCK.size)
+              for i in range((len(names) + 31) // 32)]
+    features = {}
+    for bit, name in enumerate(names):
+        available, _requested, active, _never = blocks[bit // 32]
+        mask = 1 << (bit % 32)
+        if name:     # a retired feature keeps its bit with an empty name
+            features[name] = Feature(bit, bool(active & mask), bool(available & mask))
+    return features, words
+
+
+def _write(sock: socket.socket, ifname: str, words: int, features: dict[str, Feature],
+           wanted: Mapping[str, bool]) -> None:
+    blocks = [[0, 0] for _ in range(words)]
+    for name, on in wanted.items():
+        bit = features[name].bit
+        blocks[bit // 32][0] |= 1 << (bit % 32)
+        if on:
+            blocks[bit // 32][1] |= 1 << (bit % 32)
+    buf = ctypes.create_string_buffer(struct.pack("=II", ETHTOOL_SFEATURES, words)
+                                      + b"".join(_SET_BLOCK.pack(*b) for b in blocks))
+    _ethtool(sock, ifname, buf)   # what the driver refused is found by reading back
+
+
+def _socket(node: "Node") -> socket.socket:
+    return node.socket(socket.AF_INET, socket.SOCK_DGRAM)
 
 
 def get_features(node: "Node", ifname: str) -> dict[str, bool]:
     """Every feature of the device: name → enabled."""
-    return {name: bool(f.enable) for name, f in _read(node, ifname).items()}
+    with _socket(node) as sock:
+        return {name: f.enabled for name, f in _read(sock, ifname)[0].items()}
 
 
 def expand(settings: Mapping[str, bool], changeable: Mapping[str, bool]) -> dict[str, bool]:
@@ -68,24 +133,14 @@ def set_features(node: "Node", ifname: str, settings: Mapping[str, bool]) -> dic
     A feature the driver keeps fixed raises, rather than letting a lab believe
     an offload is off while the kernel keeps it on.
     """
-    tool = _ethtool(node)
-    feats = node.call(tool.get_features, ifname)    # one read: state and what can change
-    before = {name: bool(f.enable) for name, f in feats.features.items()}
-    wanted = expand(settings, {name: bool(f.available) for name, f in feats.features.items()})
-
-    def apply():
-        for name, on in wanted.items():
-            feats.features[name].enable = on
-        tool.set_features(ifname, feats)
-    from pyroute2.ethtool.ioctl import NotSupportedError
-    try:
-        node.call(apply)
-    except NotSupportedError:
-        pass  # the driver refused one of them: reported below as stuck
-    after = get_features(node, ifname)
+    with _socket(node) as sock:
+        features, words = _read(sock, ifname)    # one read: state and what can change
+        wanted = expand(settings, {name: f.changeable for name, f in features.items()})
+        _write(sock, ifname, words, features, wanted)
+        after = {name: f.enabled for name, f in _read(sock, ifname)[0].items()}
     stuck = [n for n, on in wanted.items() if after[n] != on]
     if stuck:
         raise LabError(f"{ifname} in node {node.name}: could not set "
                        + ", ".join(f"{n} {'on' if wanted[n] else 'off'}" for n in stuck)
                        + " (fixed by the driver)")
-    return {n: after[n] for n in after if after[n] != before[n]}
+    return {n: on for n, on in after.items() if on != features[n].enabled}
