@@ -2,6 +2,7 @@
 owner's lab is removed by ``nslab sweep``, and the root namespace is untouched."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,6 +79,18 @@ def test_two_owners_building_the_same_topology_never_collide(held):
         assert proc.wait(timeout=30) == 0, proc.stderr.read()
     for m in made:
         assert netns.names(m["prefix"]) == []
+
+
+def test_each_xdist_group_lies_within_one_file():
+    """This repository runs its suite with ``--dist loadfile`` (pyproject.toml),
+    which keeps a file on one worker but ignores xdist_group marks: a group
+    spread over two files would run on two workers at once."""
+    files_of: dict[str, set[str]] = {}
+    for path in (PROJECT_ROOT / "labtests").rglob("test_*.py"):
+        for group in re.findall(r"xdist_group\(\s*[\"']([^\"']+)", path.read_text()):
+            files_of.setdefault(group, set()).add(path.name)
+    assert files_of, "no xdist_group marks found: is the pattern stale?"
+    assert {g: f for g, f in files_of.items() if len(f) > 1} == {}
 
 
 # Both tests run the global `nslab sweep`: one worker runs them, one after the
