@@ -25,18 +25,6 @@ import os
 import struct
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from scapy.layers.inet import IP, UDP
-from scapy.layers.inet6 import (
-    ICMPv6EchoRequest,
-    ICMPv6ND_NA,
-    ICMPv6ND_NS,
-    ICMPv6NDOptDstLLAddr,
-    ICMPv6NDOptSrcLLAddr,
-    IPv6,
-)
-from scapy.layers.l2 import ARP, Ether
 
 from topologies import Unsupported, bpf, traffic
 from topologies.bpf import libbpf
@@ -147,6 +135,8 @@ GATEWAY_QUERY = {"ipv4": "arp_replies", "ipv6": "na_replies"}
 
 def gateway_answers(result, family: str, gateway: str) -> list:
     """ARP replies / neighbour advertisements for the gateway the pod received."""
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr
+    from scapy.layers.l2 import ARP, Ether
     out = []
     for _pkt, verdict in result.verdicts("in"):
         pkt = Ether(verdict.frame)
@@ -157,6 +147,7 @@ def gateway_answers(result, family: str, gateway: str) -> list:
     return out
 
 
+@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("family", pe.FAMILIES)
 def test_veth_gateway_is_answered_by_the_program(lab, capture, report_row, family):
     topo = pe.build(lab, pe.Config("veth", "no-rewrite"))
@@ -182,6 +173,7 @@ def gateway_failed(topo: pe.PodEgress, family: str) -> int:
     return int(bool(neighbour and neighbour["state"] & NUD_FAILED))
 
 
+@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("family", pe.FAMILIES)
 def test_veth_gateway_never_resolves_without_the_program(lab, capture, family):
     topo = pe.build(lab, pe.Config("veth", "no-rewrite"))
@@ -255,6 +247,14 @@ def builds():
         obj.close()
 
 
+@pytest.fixture(scope="module")
+def scapy_layers():
+    """scapy is imported in the setup of the tests that use it, so the plugin's
+    guard against it resolving addresses from the root namespace covers them."""
+    import scapy.layers.inet6
+    import scapy.layers.l2  # noqa: F401
+
+
 def run(builds, variant: str, frame: bytes) -> bpf.TestRun:
     return bpf.test_run(builds[variant].program("from_pod"), frame)
 
@@ -278,69 +278,103 @@ def rewritten(frame: bytes, family: str, variant: str) -> bytes:
     return bytes(out)
 
 
-@st.composite
-def routed_packets(draw):
-    family = draw(st.sampled_from(pe.FAMILIES))
-    ttl, tos = draw(st.integers(0, 255)), draw(st.integers(0, 255))
-    payload = draw(st.binary(max_size=64))
-    eth = Ether(src=POD_MAC, dst=draw(st.sampled_from([ROUTER_MAC, "02:00:00:00:09:09"])))
-    if family == "ipv4":
-        ip = IP(src="10.1.0.2", dst=str(draw(st.ip_addresses(v=4).filter(
-            lambda a: int(a) >> 24 != 127 and int(a) >> 28 < 14))), ttl=ttl, tos=tos,
-            id=draw(st.integers(0, 0xFFFF)), flags=draw(st.sampled_from(["", "DF"])))
-    else:
-        ip = IPv6(src="fd00:1::2", dst=str(draw(st.ip_addresses(v=6).filter(
-            lambda a: not (a.is_multicast or a.is_link_local)))), hlim=ttl, tc=tos)
-    return family, bytes(eth / ip / UDP(sport=1000, dport=2000) / payload)
+def routed_packets():
+    """Any routed UDP packet from the pod: a hypothesis strategy, made by the
+    test that uses it. Collecting this file imports neither hypothesis nor scapy
+    (~12 s in a VM guest under TCG), which the live tests do not need."""
+    from hypothesis import strategies as st
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+
+    @st.composite
+    def routed_packet_frames(draw):
+        family = draw(st.sampled_from(pe.FAMILIES))
+        ttl, tos = draw(st.integers(0, 255)), draw(st.integers(0, 255))
+        payload = draw(st.binary(max_size=64))
+        eth = Ether(src=POD_MAC, dst=draw(st.sampled_from([ROUTER_MAC, "02:00:00:00:09:09"])))
+        if family == "ipv4":
+            ip = IP(src="10.1.0.2", dst=str(draw(st.ip_addresses(v=4).filter(
+                lambda a: int(a) >> 24 != 127 and int(a) >> 28 < 14))), ttl=ttl, tos=tos,
+                id=draw(st.integers(0, 0xFFFF)), flags=draw(st.sampled_from(["", "DF"])))
+        else:
+            ip = IPv6(src="fd00:1::2", dst=str(draw(st.ip_addresses(v=6).filter(
+                lambda a: not (a.is_multicast or a.is_link_local)))), hlim=ttl, tc=tos)
+        return family, bytes(eth / ip / UDP(sport=1000, dport=2000) / payload)
+    return routed_packet_frames()
 
 
 @needs_root
+@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("variant", list(pe.VARIANTS))
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(packet=routed_packets())
-def test_rewrite_equals_recomputation(builds, variant, packet):
-    family, frame = packet
-    result = run(builds, variant, frame)
-    assert result.action == "TC_ACT_OK"
-    assert result.data_out == rewritten(frame, family, variant)
-    header_valid = pe.delivered(variant, family) or pe.ip_ttl(frame) <= 1
-    assert ip_header_status(verify(result.data_out)[0], family) is \
-        (Status.VALID if header_valid else Status.INVALID)
+def test_rewrite_equals_recomputation(builds, variant):
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(packet=routed_packets())
+    def rewrite_is_the_recomputation(packet):
+        family, frame = packet
+        result = run(builds, variant, frame)
+        assert result.action == "TC_ACT_OK"
+        assert result.data_out == rewritten(frame, family, variant)
+        header_valid = pe.delivered(variant, family) or pe.ip_ttl(frame) <= 1
+        assert ip_header_status(verify(result.data_out)[0], family) is \
+            (Status.VALID if header_valid else Status.INVALID)
+    rewrite_is_the_recomputation()
 
 
-LINK_LOCAL_ONLY = {
-    "mld_report": Ether(src=POD_MAC, dst="33:33:00:00:00:16") / IPv6(src="fe80::1", dst="ff02::16", hlim=1) / b"x",
-    "na_to_host": Ether(src=POD_MAC, dst=ROUTER_MAC) / IPv6(src="fd00:1::2", dst="fe80::2", hlim=255)
-                  / ICMPv6ND_NA(tgt="fd00:1::2"),
-    "ipv4_multicast": Ether(src=POD_MAC, dst="01:00:5e:00:00:16") / IP(src="10.1.0.2", dst="224.0.0.22", ttl=1) / b"x",
-    "ipv4_broadcast": Ether(src=POD_MAC, dst="ff:ff:ff:ff:ff:ff") / IP(src="10.1.0.2", dst="255.255.255.255") / UDP(),
-}
+def link_local_only(kind: str) -> bytes:
+    """Frames only the pod's link may see, by name."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import ICMPv6ND_NA, IPv6
+    from scapy.layers.l2 import Ether
+    frames = {
+        "mld_report": Ether(src=POD_MAC, dst="33:33:00:00:00:16")
+        / IPv6(src="fe80::1", dst="ff02::16", hlim=1) / b"x",
+        "na_to_host": Ether(src=POD_MAC, dst=ROUTER_MAC)
+        / IPv6(src="fd00:1::2", dst="fe80::2", hlim=255) / ICMPv6ND_NA(tgt="fd00:1::2"),
+        "ipv4_multicast": Ether(src=POD_MAC, dst="01:00:5e:00:00:16")
+        / IP(src="10.1.0.2", dst="224.0.0.22", ttl=1) / b"x",
+        "ipv4_broadcast": Ether(src=POD_MAC, dst="ff:ff:ff:ff:ff:ff")
+        / IP(src="10.1.0.2", dst="255.255.255.255") / UDP(),
+    }
+    assert set(frames) == set(LINK_LOCAL_ONLY)
+    return bytes(frames[kind])
+
+
+LINK_LOCAL_ONLY = ("mld_report", "na_to_host", "ipv4_multicast", "ipv4_broadcast")
 
 
 @needs_root
-@pytest.mark.parametrize("kind", list(LINK_LOCAL_ONLY))
+@pytest.mark.usefixtures("scapy_layers")
+@pytest.mark.parametrize("kind", LINK_LOCAL_ONLY)
 def test_link_local_traffic_is_never_rewritten(builds, kind):
     """What only this link may see is left alone: an NA with hop limit 254
     would be dropped by the host's ND (it insists on 255)."""
-    frame = bytes(LINK_LOCAL_ONLY[kind])
+    frame = link_local_only(kind)
     result = run(builds, "l3-rewrite", frame)
     assert (result.action, result.data_out) == ("TC_ACT_OK", frame)
 
 
 def arp_request(target: str) -> bytes:
+    from scapy.layers.l2 import ARP, Ether
     return bytes(Ether(src=POD_MAC, dst="ff:ff:ff:ff:ff:ff")
                  / ARP(op=1, hwsrc=POD_MAC, psrc="10.1.0.2", pdst=target))
 
 
 def neighbour_solicitation(target: str, src: str = "fd00:1::2") -> bytes:
+    from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
+    from scapy.layers.l2 import Ether
     snm = "ff02::1:ff" + ipaddress.IPv6Address(target).exploded[-7:]
     return bytes(Ether(src=POD_MAC, dst="33:33:ff:00:00:01") / IPv6(src=src, dst=snm, hlim=255)
                  / ICMPv6ND_NS(tgt=target) / ICMPv6NDOptSrcLLAddr(lladdr=POD_MAC))
 
 
 @needs_root
+@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("variant", list(pe.VARIANTS))
 def test_arp_reply_for_the_gateway(builds, variant):
+    from scapy.layers.l2 import ARP, Ether
     result = run(builds, variant, arp_request(pe.GATEWAY["ipv4"]))
     assert result.action == "TC_ACT_REDIRECT"
     reply = Ether(result.data_out)
@@ -350,8 +384,11 @@ def test_arp_reply_for_the_gateway(builds, variant):
 
 
 @needs_root
+@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("variant", list(pe.VARIANTS))
 def test_neighbour_advertisement_for_the_gateway(builds, variant):
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
+    from scapy.layers.l2 import Ether
     result = run(builds, variant, neighbour_solicitation(pe.GATEWAY["ipv6"]))
     assert result.action == "TC_ACT_REDIRECT"
     verdict = verify(result.data_out)[0]
@@ -365,19 +402,32 @@ def test_neighbour_advertisement_for_the_gateway(builds, variant):
         (pe.GATEWAY["ipv6"], 1, 1, 1, ROUTER_MAC)
 
 
-NOT_FOR_THE_GATEWAY = {
-    "arp_other_target": arp_request("10.1.0.7"),
-    "arp_reply": bytes(Ether(src=POD_MAC, dst=ROUTER_MAC) / ARP(op=2, psrc="10.1.0.2", pdst="10.1.0.1")),
-    "ns_other_target": neighbour_solicitation("fd00:1::7"),
-    "ns_dad_probe": neighbour_solicitation(pe.GATEWAY["ipv6"], src="::"),
-    "echo_to_gateway": bytes(Ether(src=POD_MAC, dst=ROUTER_MAC) / IPv6(src="fd00:1::2", dst=pe.GATEWAY["ipv6"])
-                             / ICMPv6EchoRequest()),
-}
+def not_for_the_gateway(kind: str) -> bytes:
+    """Frames the program hands to the stack untouched, by name."""
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+    from scapy.layers.l2 import ARP, Ether
+    frames = {
+        "arp_other_target": arp_request("10.1.0.7"),
+        "arp_reply": bytes(Ether(src=POD_MAC, dst=ROUTER_MAC)
+                           / ARP(op=2, psrc="10.1.0.2", pdst="10.1.0.1")),
+        "ns_other_target": neighbour_solicitation("fd00:1::7"),
+        "ns_dad_probe": neighbour_solicitation(pe.GATEWAY["ipv6"], src="::"),
+        "echo_to_gateway": bytes(Ether(src=POD_MAC, dst=ROUTER_MAC)
+                                 / IPv6(src="fd00:1::2", dst=pe.GATEWAY["ipv6"])
+                                 / ICMPv6EchoRequest()),
+    }
+    assert set(frames) == set(NOT_FOR_THE_GATEWAY)
+    return frames[kind]
+
+
+NOT_FOR_THE_GATEWAY = ("arp_other_target", "arp_reply", "ns_other_target", "ns_dad_probe",
+                       "echo_to_gateway")
 
 
 @needs_root
-@pytest.mark.parametrize("kind", list(NOT_FOR_THE_GATEWAY))
+@pytest.mark.usefixtures("scapy_layers")
+@pytest.mark.parametrize("kind", NOT_FOR_THE_GATEWAY)
 def test_everything_else_goes_to_the_stack(builds, kind):
-    frame = NOT_FOR_THE_GATEWAY[kind]
+    frame = not_for_the_gateway(kind)
     result = run(builds, "no-rewrite", frame)
     assert (result.action, result.data_out) == ("TC_ACT_OK", frame)

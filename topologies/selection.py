@@ -9,10 +9,14 @@ from pathlib import Path
 from .paths import PROJECT_ROOT
 
 
-# Plugins a session loads only when a selected test file uses them: the hypothesis
-# plugin imports hypothesis in every pytest process (half a second here; under TCG
-# in a guest more than many a test).
-OPTIONAL_PLUGINS = {"hypothesispytest": "hypothesis"}
+# Plugins a session loads only when a selected test file imports their module at
+# module level: the hypothesis plugin imports hypothesis in every pytest process
+# (half a second here; under TCG in a guest more than many a test). A file that
+# imports hypothesis inside a test (a @given made in the test's body) needs no
+# plugin: its property tests are not pytest items of their own.
+# pytest's unittest plugin imports unittest (a third of a second in a guest) for
+# the unittest.TestCase classes a file may hold, which import unittest themselves.
+OPTIONAL_PLUGINS = {"hypothesispytest": "hypothesis", "unittest": "unittest"}
 
 
 def selected_files(pytest_argv: list[str], root: Path = PROJECT_ROOT) -> list[Path]:
@@ -32,8 +36,8 @@ def selected_files(pytest_argv: list[str], root: Path = PROJECT_ROOT) -> list[Pa
 
 
 def unused_plugins(pytest_argv: list[str], root: Path = PROJECT_ROOT) -> list[str]:
-    """``-p no:<plugin>`` for each optional plugin no selected file imports."""
+    """``-p no:<plugin>`` for each optional plugin no selected file imports at module level."""
     texts = [f.read_text(errors="replace") for f in selected_files(pytest_argv, root)]
     return [arg for plugin, module in OPTIONAL_PLUGINS.items()
-            if not any(re.search(rf"^\s*(import|from) {module}\b", t, re.M) for t in texts)
+            if not any(re.search(rf"^(import|from) {module}\b", t, re.M) for t in texts)
             for arg in ("-p", f"no:{plugin}")]

@@ -325,13 +325,19 @@ def test_nested_pytest_leaves_out_the_plugins_of_modules_no_selected_file_import
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "test_plain.py").write_text("import socket\n")
     (tmp_path / "t" / "test_prop.py").write_text("import os\nfrom hypothesis import given\n")
-    off = ["-p", "no:hypothesispytest"]
+    (tmp_path / "t" / "test_inner.py").write_text(
+        "def test_x():\n    from hypothesis import given\n")
+    (tmp_path / "t" / "test_case.py").write_text("import unittest\n")
+    no_unittest = ["-p", "no:unittest"]
+    off = ["-p", "no:hypothesispytest", *no_unittest]
+    assert selection.unused_plugins(["t/test_inner.py"], tmp_path) == off   # not at module level
     assert selection.unused_plugins(["t/test_plain.py::test_x[a-b]", "-n", "0"], tmp_path) == off
     assert selection.unused_plugins(["t/test_plain.py", "-k", "hypothesis"], tmp_path) == off
-    assert selection.unused_plugins(["t/test_prop.py"], tmp_path) == []
+    assert selection.unused_plugins(["t/test_prop.py"], tmp_path) == no_unittest
+    assert selection.unused_plugins(["t/test_case.py"], tmp_path) == ["-p", "no:hypothesispytest"]
     assert selection.unused_plugins(["t"], tmp_path) == []         # a directory: all its files
     (tmp_path / "conftest.py").write_text("import hypothesis\n")  # a conftest above counts
-    assert selection.unused_plugins(["t/test_plain.py"], tmp_path) == []
+    assert selection.unused_plugins(["t/test_plain.py"], tmp_path) == no_unittest
     # This suite's own files, as the matrix step passes them.
     assert selection.unused_plugins(["labtests/test_vxlan_overlay.py"]) == off
     assert selection.unused_plugins(["labtests", "-m", "lab and not vm"]) == []
