@@ -40,7 +40,6 @@ from .lab import Lab, owner, raise_on_termination, rootstate, sweep
 from .lab import session as lab_session
 from .report import artifacts, describe_lab
 from .report import rows as report_rows
-from .scenarios import topology_file
 from .scenarios.catalog import TOPOLOGIES as SCENARIOS
 from .verdict import Status
 
@@ -345,6 +344,7 @@ def topology(request, lab):
     """``nodes = topology("lab.yaml")``: a topology file built into this test's lab;
     returns its nodes by name."""
     def build(path):
+        from .scenarios import topology_file   # with its YAML parser: only where used
         beside_test = request.path.parent / path
         return topology_file.build(lab, beside_test if beside_test.exists() else path)
     return build

@@ -350,7 +350,8 @@ def run_in_guest(kernel: Kernel, pytest_argv: list[str], results: Path, *,
     env = guest_env(results, extra_env)
     argv = [sys.executable, "-m", "pytest", *pytest_argv, *unused_plugins(pytest_argv),
             f"--junitxml={results / 'junit.xml'}", "-p", "no:cacheprovider", "-v",
-            "--color=no"]    # the guest's console is a tty
+            "--color=no",    # the guest's console is a tty
+            "-p", "no:debugging"]   # no --pdb in a VM: spares importing pdb and readline
     script = results / "guest.sh"
     script.write_text(guest_script(argv, results, env))
     acceleration = accel(kernel.image)
