@@ -198,6 +198,24 @@ def test_every_scenario_lab_is_built_without_pyroute2(root_required, scenario):
     assert (out.returncode, out.stdout.strip()) == (0, "False"), out.stderr[-2000:]
 
 
+@pytest.mark.parametrize("test_file", ["labtests/test_xdp_responder.py",
+                                       "labtests/test_pod_egress.py",
+                                       "labtests/test_vxlan_overlay.py"])
+def test_collecting_a_scenario_file_imports_neither_scapy_nor_hypothesis(test_file):
+    """A VM guest running one of these files gets its first result without
+    importing scapy or hypothesis (~12 s together under TCG): only the tests that
+    craft frames or generate them import them, when they run."""
+    from topologies.selection import unused_plugins
+    args = [test_file, "--collect-only", "-q", "-p", "no:cacheprovider",
+            *unused_plugins([test_file])]
+    probe = ("import sys, pytest\n"
+             f"code = pytest.main({args!r})\n"
+             "print(code, sorted(m for m in ('scapy', 'hypothesis') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=PACKAGE.parent)
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout[-2000:] + out.stderr[-2000:]
+
+
 # -- the checks themselves can fail ---------------------------------------------------------
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
     package = tmp_path / "topologies"
