@@ -141,6 +141,10 @@ def test_routes_reach_the_kernel_with_gateway_device_and_mtu(pair):
         "oif": client.ifindex("eth0"), "dev": "eth0", "mtu": 1280}
     with pytest.raises(LabError, match="route add 198.51.100.0/24 in node client: File exists"):
         client.add_route("198.51.100.0/24", via="10.0.0.2")
+    with pytest.raises(LabError, match="route add 198.51.100/24 in node client: .*not appear"):
+        client.add_route("198.51.100/24", via="10.0.0.2")
+    with pytest.raises(LabError, match="route get 203.0.113 in node client: .*not appear"):
+        client.route_get("203.0.113")
 
 
 def test_tcp_bulk_with_df_learns_the_path_mtu(lab):

@@ -172,12 +172,14 @@ class Node:
         route keywords: ``table``, ``scope``...) takes pyroute2's way."""
         if extra:
             return self._add_route_with_pyroute2(dst, via=via, dev=dev, mtu=mtu, **extra)
-        network = ipaddress.ip_interface("0.0.0.0/0" if dst == "default" else dst)
-        gateway = ipaddress.ip_address(via) if via else None
-        family = socket.AF_INET6 if 6 in (network.version, gateway and gateway.version) \
-            else socket.AF_INET
-        if family == socket.AF_INET6 and dst == "default":
-            network = ipaddress.ip_interface("::/0")
+        try:
+            gateway = ipaddress.ip_address(via) if via else None
+            ipv6 = ":" in dst or bool(gateway and gateway.version == 6)
+            network = ipaddress.ip_interface(("::/0" if ipv6 else "0.0.0.0/0")
+                                             if dst == "default" else dst)
+        except ValueError as exc:
+            raise LabError(f"route add {dst} in node {self.name}: {exc}") from None
+        family = socket.AF_INET6 if ipv6 else socket.AF_INET
         request = rtnl.route_change_request(
             family, network.ip.packed, network.network.prefixlen,
             gateway=gateway.packed if gateway else None,
@@ -209,12 +211,13 @@ class Node:
 
     def route_get(self, dst: str) -> dict:
         """The kernel's route to ``dst``, with the learned path MTU when cached."""
-        address = ipaddress.ip_address(dst)
-        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
         try:
+            address = ipaddress.ip_address(dst)
+            family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
             taken = self.rtnl.route_to(family, address.packed)
-        except NetlinkError as exc:
-            raise LabError(f"route get {dst} in node {self.name}: {exc.args[1]}") from None
+        except (ValueError, NetlinkError) as exc:
+            why = exc.args[1] if isinstance(exc, NetlinkError) else exc
+            raise LabError(f"route get {dst} in node {self.name}: {why}") from None
         return {"dst": dst, "gateway": taken.gateway, "prefsrc": taken.prefsrc,
                 "oif": taken.oif, "dev": self._ifname(taken.oif) if taken.oif else None,
                 "mtu": taken.mtu}
