@@ -182,7 +182,7 @@ def test_a_command_imports_only_what_it_uses():
 
 SCENARIOS = ("xdp_responder", "lb_snat", "pod_egress", "vxlan_overlay")
 SCENARIO_FILES = ("labtests/test_xdp_responder.py", "labtests/test_pod_egress.py",
-                  "labtests/test_vxlan_overlay.py")
+                  "labtests/test_vxlan_overlay.py", "labtests/test_lb_snat.py")
 
 
 def test_every_scenario_lab_is_built_without_pyroute2(root_required):
