@@ -65,9 +65,9 @@ ERRORS_SENT = {"ipv4": ("Icmp.OutDestUnreachs",), "ipv6": ("Icmp6.OutPktTooBigs"
 
 
 # -- packets (scapy) ------------------------------------------------------------------------
-# scapy is imported where a packet is built or parsed, by the tests that do it (in
-# their setup: the plugin's guard covers it): collecting this file, and the live
-# tests, never import it (~8 s in a VM guest under TCG).
+# scapy is imported where a packet is built or parsed (the plugin's guard covers
+# any import): collecting this file, and the live tests, never import it (~8 s in
+# a VM guest under TCG).
 def ip_header(family: str, src: str, dst: str):
     from scapy.layers.inet import IP
     from scapy.layers.inet6 import IPv6
@@ -422,7 +422,7 @@ def test_eight_byte_quote(lab, capture, report_row, variant, family):
     """RFC 792's minimum: the IP header and 8 bytes of TCP, so no TCP checksum.
     Built from the real packet the router last saw (its seq is the sender's
     snd_nxt, or the client's TCP ignores the error as out of window)."""
-    from scapy.layers.l2 import Ether   # every address given: scapy resolves nothing
+    from scapy.layers.l2 import Ether
     topo = ls.build(lab, ls.Config(variant=variant))
     outcome = ls.expected(variant, family, "tcp_8_bytes")
     plan, target = PLANS[family], topo.target(family)
@@ -524,12 +524,9 @@ def seed_expected() -> bytes:
 
 @pytest.fixture(scope="module")
 def programs():
-    """Both builds, loaded once, handing translated packets to the stack (no FIB).
-    Every test that runs them builds packets with scapy: imported here, in setup."""
+    """Both builds, loaded once, handing translated packets to the stack (no FIB)."""
     if os.geteuid() != 0:
         pytest.skip("needs root (BPF)")
-    import scapy.layers.inet6
-    import scapy.layers.l2  # noqa: F401
     objs = {variant: libbpf.BpfObject.open(build(ls.SOURCE, defines=defines).path,
                                            name=f"lb_snat[{variant}]")
             for variant, defines in ls.VARIANTS.items()}

@@ -147,7 +147,6 @@ def gateway_answers(result, family: str, gateway: str) -> list:
     return out
 
 
-@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("family", pe.FAMILIES)
 def test_veth_gateway_is_answered_by_the_program(lab, capture, report_row, family):
     topo = pe.build(lab, pe.Config("veth", "no-rewrite"))
@@ -173,7 +172,6 @@ def gateway_failed(topo: pe.PodEgress, family: str) -> int:
     return int(bool(neighbour and neighbour["state"] & NUD_FAILED))
 
 
-@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("family", pe.FAMILIES)
 def test_veth_gateway_never_resolves_without_the_program(lab, capture, family):
     topo = pe.build(lab, pe.Config("veth", "no-rewrite"))
@@ -247,14 +245,6 @@ def builds():
         obj.close()
 
 
-@pytest.fixture(scope="module")
-def scapy_layers():
-    """scapy is imported in the setup of the tests that use it, so the plugin's
-    guard against it resolving addresses from the root namespace covers them."""
-    import scapy.layers.inet6
-    import scapy.layers.l2  # noqa: F401
-
-
 def run(builds, variant: str, frame: bytes) -> bpf.TestRun:
     return bpf.test_run(builds[variant].program("from_pod"), frame)
 
@@ -305,7 +295,6 @@ def routed_packets():
 
 
 @needs_root
-@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("variant", list(pe.VARIANTS))
 def test_rewrite_equals_recomputation(builds, variant):
     from hypothesis import HealthCheck, given, settings
@@ -346,7 +335,6 @@ LINK_LOCAL_ONLY = ("mld_report", "na_to_host", "ipv4_multicast", "ipv4_broadcast
 
 
 @needs_root
-@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("kind", LINK_LOCAL_ONLY)
 def test_link_local_traffic_is_never_rewritten(builds, kind):
     """What only this link may see is left alone: an NA with hop limit 254
@@ -371,7 +359,6 @@ def neighbour_solicitation(target: str, src: str = "fd00:1::2") -> bytes:
 
 
 @needs_root
-@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("variant", list(pe.VARIANTS))
 def test_arp_reply_for_the_gateway(builds, variant):
     from scapy.layers.l2 import ARP, Ether
@@ -384,7 +371,6 @@ def test_arp_reply_for_the_gateway(builds, variant):
 
 
 @needs_root
-@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("variant", list(pe.VARIANTS))
 def test_neighbour_advertisement_for_the_gateway(builds, variant):
     from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
@@ -425,7 +411,6 @@ NOT_FOR_THE_GATEWAY = ("arp_other_target", "arp_reply", "ns_other_target", "ns_d
 
 
 @needs_root
-@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("kind", NOT_FOR_THE_GATEWAY)
 def test_everything_else_goes_to_the_stack(builds, kind):
     frame = not_for_the_gateway(kind)

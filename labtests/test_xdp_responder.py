@@ -158,15 +158,6 @@ def builds():
         obj.close()
 
 
-@pytest.fixture(scope="module")
-def scapy_layers():
-    """The tests that craft frames import scapy in their setup: the others are
-    collected and run without it (0.2 s here, ~8 s in a VM guest under TCG), and
-    the plugin's guard against scapy resolving addresses covers it from here on."""
-    import scapy.layers.inet6
-    import scapy.layers.l2  # noqa: F401
-
-
 MAC_A, MAC_B = "02:00:00:00:05:01", "02:00:00:00:05:02"
 
 
@@ -218,7 +209,6 @@ def echo_requests():
 
 
 @needs_root
-@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("variant", list(xr.VARIANTS))
 def test_reply_equals_full_recomputation(builds, variant):
     """Byte for byte what the variant's table entry says: the recomputation
@@ -240,7 +230,6 @@ def test_reply_equals_full_recomputation(builds, variant):
 
 
 @needs_root
-@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("family", xr.FAMILIES)
 @pytest.mark.parametrize("variant", list(xr.VARIANTS))
 def test_rfc1624_corner_case(builds, variant, family):
@@ -265,7 +254,6 @@ ALL_ZERO_REPLY = {"icmp-ip-csum": (0x0000, Status.INVALID), "icmp-csum": (0x0000
 
 
 @needs_root
-@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("variant", list(xr.VARIANTS))
 def test_all_zero_reply(builds, variant):
     """The other zero: identifier 0, sequence 0, no payload. The reply's sum is
@@ -303,7 +291,6 @@ def passed_through(kind: str) -> bytes:
 
 
 @needs_root
-@pytest.mark.usefixtures("scapy_layers")
 @pytest.mark.parametrize("kind", PASSED_THROUGH)
 def test_everything_but_echo_requests_goes_to_the_stack(builds, kind):
     frame = passed_through(kind)

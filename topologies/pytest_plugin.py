@@ -32,6 +32,7 @@ from concurrent.futures import Future
 
 import pytest
 
+from . import scapy_guard
 from .capture import Capture
 from .capture.drop_reasons import HEADER, DropMonitor
 from .capture.drop_reasons import describe as describe_drops
@@ -62,31 +63,13 @@ def results_dir(config) -> str:
     return os.environ.get(report_rows.RESULTS_ENV) or str(config.rootpath / "results")
 
 
-# -- lab traffic stays in lab namespaces ----------------------------------------------------
-def _scapy_must_not_resolve(*args, **kwargs):
-    raise RuntimeError("scapy wanted to resolve a MAC address, which sends ARP/ND from the "
-                       "root namespace: give Ether() an explicit dst")
-
-
-def _forbid_scapy_resolution() -> None:
-    """An ``Ether()`` without ``dst`` makes scapy send ARP or neighbour solicitations
-    from the root namespace. Only where the tests imported scapy themselves: the
-    plugin neither needs nor imports it. Every module that bound a resolver is
-    patched (``scapy.layers.inet`` imports its own ``getmacbyip`` from ``l2``)."""
-    for name, module in list(sys.modules.items()):
-        if not name.startswith("scapy.") or module is None:
-            continue
-        for resolver in ("getmacbyip", "getmacbyip6"):
-            if getattr(module, resolver, _scapy_must_not_resolve) is not _scapy_must_not_resolve:
-                setattr(module, resolver, _scapy_must_not_resolve)
-
-
 # -- the session ---------------------------------------------------------------------------
 def pytest_configure(config):
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     config._nslab_results = results_dir(config)
     raise_on_termination()
+    scapy_guard.install()     # lab traffic stays in lab namespaces, scapy's too
     if _is_controller(config) and os.geteuid() == 0:
         # Every lab made below belongs to this session (nested in an enclosing one).
         config._nslab_session = lab_session.begin()
@@ -125,11 +108,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.lab)
         if item.get_closest_marker("vm") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(VM_TEST_TIMEOUT))
-
-
-@pytest.hookimpl(trylast=True)   # after the fixtures: one of them may import scapy
-def pytest_runtest_setup(item):
-    _forbid_scapy_resolution()
 
 
 def pytest_sessionfinish(session, exitstatus):

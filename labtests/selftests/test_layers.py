@@ -19,8 +19,9 @@ from topologies.paths import PACKAGE
 
 LAYERS = (
     # leaves: where files are, the two exception types, lazy package exports, the
-    # files (and plugins) a pytest selection uses, bytecode warmed once
-    ("paths", "errors", "lazy", "selection", "bytecode"),
+    # files (and plugins) a pytest selection uses, bytecode warmed once, scapy's
+    # resolvers refused
+    ("paths", "errors", "lazy", "selection", "bytecode", "scapy_guard"),
     ("verdict",),          # bytes → verdicts: no namespaces, no sockets
     ("lab",),              # namespaces, nodes, links, firewall, traffic, ownership
     ("bpf",),              # build, load, attach BPF programs (onto lab interfaces)
