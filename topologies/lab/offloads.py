@@ -72,13 +72,12 @@ def _names(sock: socket.socket, ifname: str) -> list[str]:
 def _read(sock: socket.socket, ifname: str) -> tuple[dict[str, Feature], int]:
     """Every named feature, and the kernel's number of feature words."""
     names = _names(sock, ifname)
-    words = (len(names) + 31) // 32
-    buf = ctypes.create_string_buffer(struct.pack("=II", ETHTOOL_GFEATURES, words)
-                                      + b"\0" * words * _GET_BLOCK.size)
+    named = (len(names) + 31) // 32
+    buf = ctypes.create_string_buffer(struct.pack("=II", ETHTOOL_GFEATURES, named)
+                                      + b"\0" * named * _GET_BLOCK.size)
     _ethtool(sock, ifname, buf)
     words = struct.unpack_from("=I", buf, 4)[0]      # the kernel's count, which SFEATURES wants
-    blocks = [_GET_BLOCK.unpack_from(buf, 8 + i * _GET_BLOCK.size)
-              for i in range((len(names) + 31) // 32)]
+    blocks = [_GET_BLOCK.unpack_from(buf, 8 + i * _GET_BLOCK.size) for i in range(named)]
     features = {}
     for bit, name in enumerate(names):
         available, _requested, active, _never = blocks[bit // 32]

@@ -14,15 +14,14 @@ One module per message family: ``wire`` (encoding, errors), ``link``, ``addr``,
 ``route``, ``neigh``, ``tc``; ``sockets`` holds the two sockets.
 """
 from .addr import address_request
-from .link import (RTM_DELLINK, RTM_NEWLINK, LinkDetails, LinkMessage, veth_request,
-                   vxlan_request, xdp_request)
+from .link import RTM_DELLINK, LinkDetails, LinkMessage, veth_request, vxlan_request, xdp_request
 from .neigh import Neighbour
-from .route import RouteTaken, route_change_request, route_request
-from .sockets import LinkEvents, Rtnl, netlink_socket
+from .route import RouteTaken, route_change_request
+from .sockets import LinkEvents, Rtnl
 from .tc import bpf_filter_delete_request, bpf_filter_request
 from .wire import NetlinkError, netlink_errors
 
-__all__ = ["address_request", "RTM_DELLINK", "RTM_NEWLINK", "LinkDetails", "LinkMessage",
-           "veth_request", "vxlan_request", "xdp_request", "Neighbour", "RouteTaken",
-           "route_change_request", "route_request", "LinkEvents", "Rtnl", "netlink_socket",
-           "bpf_filter_delete_request", "bpf_filter_request", "NetlinkError", "netlink_errors"]
+__all__ = ["address_request", "RTM_DELLINK", "LinkDetails", "LinkMessage", "veth_request",
+           "vxlan_request", "xdp_request", "Neighbour", "RouteTaken", "route_change_request",
+           "LinkEvents", "Rtnl", "bpf_filter_delete_request", "bpf_filter_request",
+           "NetlinkError", "netlink_errors"]
