@@ -186,3 +186,31 @@ def test_a_closed_pipe_ends_quietly():
     finally:
         os.close(write)
     assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_each_command_module_adds_the_commands_the_table_says():
+    """``COMMAND_MODULES`` decides which module a command imports: a module adding a
+    command the table does not list would make that command unknown."""
+    import argparse
+    import importlib
+
+    from topologies.cli.main import COMMAND_MODULES
+    for module, commands in COMMAND_MODULES.items():
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).register(sub)
+        assert tuple(sub.choices) == commands, module
+
+
+LAB_COMMAND_IMPORTS = """
+import sys
+from topologies.cli.main import build_parser
+build_parser("ls").parse_args(["ls"])
+print(" ".join(m for m in sys.modules if m.split(".")[:2] in
+      (["topologies", "report"], ["topologies", "kernels"], ["topologies", "bpf"])))
+"""
+
+
+def test_a_lab_command_imports_no_report_vm_or_bpf_code():
+    result = subprocess.run([sys.executable, "-c", LAB_COMMAND_IMPORTS], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout.strip()) == (0, ""), result.stderr

@@ -9,7 +9,7 @@ from ..errors import LabError
 from ..kernels import bisect as bisection
 from ..kernels import images, matrix, vm
 from ..kernels.bisect import DEFAULT_BAD_IF, DEFAULT_GOOD_IF, bisect, checker
-from .run import check_results_dir
+from .checks import check_results_dir
 
 
 def _outcomes(text: str) -> tuple[str, ...]:

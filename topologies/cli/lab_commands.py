@@ -14,7 +14,7 @@ from ..errors import LabError
 from ..lab import netns, pidfd
 from ..lab.names import LAB_NAME_RULE, check_name
 from ..lab.owner import OwnerRecord, all_records
-from .run import check_output_file
+from .checks import check_output_file
 
 UP_TIMEOUT = 60
 KEEPER_BOUND = 30   # s for a keeper to remove its lab on nslab down (it takes ms)

@@ -5,6 +5,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import Optional
 
 from ..errors import LabError
 
@@ -42,12 +43,22 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-# Modules that add their own subcommands: each has ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = ("topologies.cli.run", "topologies.cli.lab_commands",
-                                     "topologies.cli.matrix", "topologies.cli.bisect")
+# Modules that add their own subcommands (each has ``register(subparsers)``), with the
+# commands each adds. A command imports only its own module: ``nslab ls`` or ``nslab
+# down`` (run by the dozen in scripts and tests) pays for no report or VM code.
+# ``nslab --help`` and an unknown command import them all.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "topologies.cli.run": ("run",),
+    "topologies.cli.lab_commands": ("up", "ls", "exec", "down", "capture"),
+    "topologies.cli.matrix": ("matrix",),
+    "topologies.cli.bisect": ("bisect",),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The whole ``nslab`` parser; with ``command``, only that command's module is
+    imported (the others' subcommands are left out)."""
+    known = any(command in commands for commands in COMMAND_MODULES.values())
     parser = Parser(prog="nslab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=Parser)
@@ -59,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="only list them")
     p.set_defaults(func=cmd_sweep, needs_root=True)
 
-    for module in COMMAND_MODULES:
-        importlib.import_module(module).register(sub)
+    for module, commands in COMMAND_MODULES.items():
+        if not known or command in commands:
+            importlib.import_module(module).register(sub)
     return parser
 
 
@@ -84,7 +96,8 @@ def _stdout_gone() -> int:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     refusal = not_root(args.command) if getattr(args, "needs_root", False) else ""
     if refusal:
         print(refusal, file=sys.stderr)

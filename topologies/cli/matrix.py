@@ -9,7 +9,7 @@ from ..errors import LabError
 from ..kernels import images, vm
 from ..kernels.matrix import REPO, closing_line, render, run_matrix, save, summary
 from ..report import html as report_html
-from .run import check_expression, check_jobs, check_results_dir
+from .checks import check_expression, check_jobs, check_results_dir
 
 
 def check_selection(selection: list[str]) -> None:
