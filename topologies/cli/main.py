@@ -56,8 +56,8 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
 
 
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
-    """The whole ``nslab`` parser; with ``command``, only that command's module is
-    imported (the others' subcommands are left out)."""
+    """The ``nslab`` parser; given a known ``command``, only that command's module is
+    imported (the other modules' subcommands are left out)."""
     known = any(command in commands for commands in COMMAND_MODULES.values())
     parser = Parser(prog="nslab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
