@@ -18,8 +18,6 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import host_speed    # benchmarks/ is the script's directory: on sys.path
-
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -44,7 +42,6 @@ def main() -> int:
     parser.add_argument("what", choices=("readme", "run"))
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
-    print(host_speed.line())
     with tempfile.TemporaryDirectory(prefix="nslab-suite-time-") as tmp:
         results = Path(tmp) / "results"
         started = time.monotonic()
@@ -63,7 +60,6 @@ def main() -> int:
     summed = sum(seconds for _, seconds in tests)
     print(f"{args.what}: exit {proc.returncode}, wall {wall:.1f} s, {len(tests)} tests, "
           f"summed test time {summed:.1f} s")
-    print(f"{host_speed.line()} (after)")
     print("per file (summed):")
     for path, seconds in sorted(by_file.items(), key=lambda kv: -kv[1])[:args.top]:
         print(f"  {seconds:7.1f} s  {path}")

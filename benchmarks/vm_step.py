@@ -20,8 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import host_speed    # benchmarks/ is the script's directory: on sys.path
-
 REPO = Path(__file__).resolve().parent.parent
 NSLAB = [sys.executable, "-m", "topologies.cli"]
 BOOTED = re.compile(r"booted in ([\d.]+) s")
@@ -69,7 +67,6 @@ def main() -> int:
                         help="nslab bisect --check (SELECTION is one test id)")
     parser.add_argument("selection", nargs="*", default=["labtests/test_xdp_responder.py"])
     args = parser.parse_args()
-    print(host_speed.line())
     with tempfile.TemporaryDirectory(prefix="nslab-vm-step-") as tmp:
         guest_wall, out = guest_step(args, Path(tmp) / "results")
     host_wall = host_step(args.selection)
@@ -78,7 +75,6 @@ def main() -> int:
           f"{' '.join(args.selection)} ({tests} tests)")
     print(f"  boot {found(BOOTED, out)} s, collected after {found(COLLECTED, out, 2)} s, "
           f"first result at {found(FIRST, out)} s, step {guest_wall:.1f} s")
-    print(f"  {host_speed.line()} (after)")
     print(f"  host, same tests (pytest -n 0): {host_wall:.1f} s; "
           f"guest/host {guest_wall / host_wall:.1f}x")
     return 0
