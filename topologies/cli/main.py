@@ -58,7 +58,6 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """The ``nslab`` parser; given a known ``command``, only that command's module is
     imported (the other modules' subcommands are left out)."""
-    known = any(command in commands for commands in COMMAND_MODULES.values())
     parser = Parser(prog="nslab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=Parser)
@@ -70,6 +69,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="only list them")
     p.set_defaults(func=cmd_sweep, needs_root=True)
 
+    known = command in sub.choices or any(command in c for c in COMMAND_MODULES.values())
     for module, commands in COMMAND_MODULES.items():
         if not known or command in commands:
             importlib.import_module(module).register(sub)
