@@ -69,9 +69,10 @@ def _names(sock: socket.socket, ifname: str) -> list[str]:
             for i in range(0, len(raw), ETH_GSTRING_LEN)]
 
 
-def _read(sock: socket.socket, ifname: str) -> tuple[dict[str, Feature], int]:
-    """Every named feature, and the kernel's number of feature words."""
-    names = _names(sock, ifname)
+def _read(sock: socket.socket, ifname: str, names: list[str]
+          ) -> tuple[dict[str, Feature], int]:
+    """Every named feature (``names``: :func:`_names`), and the kernel's number of
+    feature words."""
     named = (len(names) + 31) // 32
     buf = ctypes.create_string_buffer(struct.pack("=II", ETHTOOL_GFEATURES, named)
                                       + b"\0" * named * _GET_BLOCK.size)
@@ -107,7 +108,8 @@ def _socket(node: "Node") -> socket.socket:
 def get_features(node: "Node", ifname: str) -> dict[str, bool]:
     """Every feature of the device: name → enabled."""
     with _socket(node) as sock:
-        return {name: f.enabled for name, f in _read(sock, ifname)[0].items()}
+        features, _ = _read(sock, ifname, _names(sock, ifname))
+        return {name: f.enabled for name, f in features.items()}
 
 
 def expand(settings: Mapping[str, bool], changeable: Mapping[str, bool]) -> dict[str, bool]:
@@ -133,10 +135,11 @@ def set_features(node: "Node", ifname: str, settings: Mapping[str, bool]) -> dic
     an offload is off while the kernel keeps it on.
     """
     with _socket(node) as sock:
-        features, words = _read(sock, ifname)    # one read: state and what can change
+        names = _names(sock, ifname)             # the same before and after: read once
+        features, words = _read(sock, ifname, names)    # state and what can change
         wanted = expand(settings, {name: f.changeable for name, f in features.items()})
         _write(sock, ifname, words, features, wanted)
-        after = {name: f.enabled for name, f in _read(sock, ifname)[0].items()}
+        after = {name: f.enabled for name, f in _read(sock, ifname, names)[0].items()}
     stuck = [n for n, on in wanted.items() if after[n] != on]
     if stuck:
         raise LabError(f"{ifname} in node {node.name}: could not set "
